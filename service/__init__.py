@@ -1,0 +1,3 @@
+"""modelserve: serves versioned Keras and scikit-learn models over TF-Serving REST and KServe V2."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,27 @@
+"""The ``modelserve`` command: ``serve`` the repository, or ``train`` a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="modelserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train a model and publish a new version", add_help=False)
+    sub.add_parser("serve", help="serve the model repository over HTTP", add_help=False)
+    args, rest = parser.parse_known_args(argv[:1])
+    if args.command == "train":
+        from training.cli import main as train_main
+
+        train_main(argv[1:])
+    else:
+        from service.server import main as serve_main
+
+        serve_main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Load one version folder: read and validate the manifest, verify every artifact's
+SHA-256, and only then deserialize it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from service.errors import ModelLoadError
+from service.integrity import verify_artifacts
+from service.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest
+from service.model import LoadedModel
+from service.runtimes import load_runtime
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelLoadError(path, "manifest.json is missing")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ModelLoadError(path, f"manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(path, f"manifest is not valid JSON: {exc}") from exc
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelLoadError(path, f"manifest does not match the schema: {problems}") from exc
+    return manifest
+
+
+def load_version(folder: Path, *, expected_name: str | None = None,
+                 expected_version: int | None = None, check_samples: bool = True) -> LoadedModel:
+    """Load ``folder`` (``<repository>/<name>/<version>``) or raise ModelLoadError.
+
+    The folder's own name and its parent's must agree with the manifest, so a copied
+    folder cannot serve under a name or version it was not trained as. (Training
+    passes the expected name and version to check a folder it is still staging.)
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    version = str(expected_version) if expected_version is not None else folder.name
+    if version != str(manifest.version):
+        raise ModelLoadError(folder, f"folder is version {version!r} but the manifest says "
+                                     f"version {manifest.version}")
+    name = expected_name if expected_name is not None else folder.parent.name
+    if name != manifest.name:
+        raise ModelLoadError(folder, f"folder belongs to model {name!r} but the manifest says "
+                                     f"{manifest.name!r}")
+    verify_artifacts(folder, manifest.artifacts)
+    model = LoadedModel(manifest=manifest, runtime=load_runtime(folder, manifest), folder=folder)
+    if check_samples:
+        problems = model.check_samples()
+        if problems:
+            raise ModelLoadError(folder, "self-check against the manifest's samples failed: "
+                                         + "; ".join(problems[:5]))
+    return model

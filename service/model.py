@@ -1,0 +1,76 @@
+"""A loaded model version: manifest + runtime, with one uniform call.
+
+``predict`` takes a validated float32 batch and returns named arrays:
+``probabilities``, ``class_id`` and ``label`` for classifiers, ``value`` for regressors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.manifest import Manifest, RawOutput, Sample, Task
+from service.runtimes.base import Runtime
+
+# float32 arithmetic differs slightly across BLAS builds and batch sizes.
+SAMPLE_ATOL = 1e-4
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    runtime: Runtime
+    folder: Path
+
+    def __post_init__(self) -> None:
+        self._labels = np.asarray(self.manifest.labels or [], dtype=object)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        m = self.manifest
+        return name_outputs(m.task, m.raw_output, self.runtime.raw(batch), self._labels)
+
+    def check_samples(self) -> list[str]:
+        """Run the manifest's samples; return one sentence per disagreement."""
+        batch = np.asarray([s.inputs for s in self.manifest.samples], dtype=np.float32)
+        got = self.predict(batch)
+        problems = []
+        for i, sample in enumerate(self.manifest.samples):
+            problems.extend(compare_sample(i, sample, {k: v[i] for k, v in got.items()}))
+        return problems
+
+
+def name_outputs(task: Task, raw_output: RawOutput, raw: np.ndarray,
+                 labels: np.ndarray) -> dict[str, np.ndarray]:
+    if task is Task.REGRESSION:
+        return {"value": raw.reshape(len(raw)).astype(np.float32, copy=False)}
+    if raw_output is RawOutput.POSITIVE_PROBABILITY:
+        p = raw.reshape(len(raw), 1)
+        raw = np.concatenate([1.0 - p, p], axis=1)
+    class_id = raw.argmax(axis=1).astype(np.int64)
+    return {"probabilities": raw.astype(np.float32, copy=False), "class_id": class_id,
+            "label": labels[class_id]}
+
+
+def compare_sample(index: int, sample: Sample, got: dict[str, np.ndarray]) -> list[str]:
+    problems = []
+    for key, expected in sample.expected.items():
+        value = got.get(key)
+        if value is None:
+            problems.append(f"sample {index}: the model returned no {key!r}")
+        elif isinstance(expected, str) or key == "class_id":
+            if str(value) != str(expected):
+                problems.append(f"sample {index}: {key} is {value}, expected {expected}")
+        elif not np.allclose(np.asarray(value, dtype=np.float64), expected, atol=SAMPLE_ATOL):
+            problems.append(f"sample {index}: {key} is {np.round(value, 6).tolist()}, "
+                            f"expected {expected}")
+    return problems

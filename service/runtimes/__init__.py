@@ -1,0 +1,29 @@
+"""Runtimes: one per framework, each turning an artifact into a batch -> array call.
+
+``load_runtime`` is the only place that chooses a deserializer, and it is chosen by
+the manifest's ``framework`` field from this fixed table: nothing a client sends can
+pick a different one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.manifest import Framework, Manifest
+from service.runtimes.base import Runtime
+
+
+def load_runtime(folder: Path, manifest: Manifest) -> Runtime:
+    # Imported lazily so a scikit-learn-only process never pays TensorFlow's import.
+    if manifest.framework is Framework.KERAS:
+        from service.runtimes.keras_runtime import KerasRuntime
+
+        return KerasRuntime.load(folder / manifest.primary_artifact.path, manifest)
+    if manifest.framework is Framework.SKLEARN:
+        from service.runtimes.sklearn_runtime import SklearnRuntime
+
+        return SklearnRuntime.load(folder / manifest.primary_artifact.path, manifest)
+    raise ValueError(f"no runtime for framework {manifest.framework!r}")  # pragma: no cover
+
+
+__all__ = ["Runtime", "load_runtime"]
