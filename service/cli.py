@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("train", help="train a model and publish a new version", add_help=False)
     sub.add_parser("serve", help="serve the model repository over HTTP", add_help=False)
-    args, rest = parser.parse_known_args(argv[:1])
+    args, _rest = parser.parse_known_args(argv[:1])
     if args.command == "train":
         from training.cli import main as train_main
 

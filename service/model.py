@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,12 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self._labels = np.asarray(self.manifest.labels or [], dtype=object)
+
+    @cached_property
+    def signature(self):  # -> service.tensors.Signature (imported lazily: no cycle)
+        from service.tensors import Signature
+
+        return Signature(self.manifest)
 
     @property
     def name(self) -> str:

@@ -86,7 +86,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
         "accuracy": skm.accuracy_score(y_true, pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y_true, pred),
         "macro_f1": skm.f1_score(y_true, pred, average="macro"),
-        "log_loss": skm.log_loss(y_true, np.clip(proba, 1e-7, 1), labels=range(proba.shape[1])),
+        "log_loss": skm.log_loss(y_true, _renormalised(proba), labels=range(proba.shape[1])),
     }
     if proba.shape[1] == 2:
         out["roc_auc"] = skm.roc_auc_score(y_true, proba[:, 1])
@@ -94,6 +94,12 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     elif len(np.unique(y_true)) == proba.shape[1]:
         out["roc_auc_ovr_macro"] = skm.roc_auc_score(y_true, proba, multi_class="ovr")
     return {k: round(float(v), 6) for k, v in out.items()}
+
+
+def _renormalised(proba: np.ndarray) -> np.ndarray:
+    # float32 rows sum to 1 only within ~1e-7, which log_loss warns about.
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def regression_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -127,3 +133,20 @@ def pick_samples(y: np.ndarray, n: int = 4, seed: int = SEED) -> np.ndarray:
         rest = np.setdiff1d(np.arange(len(y)), picks)
         return np.array(picks + list(rng.choice(rest, n - len(picks), replace=False)))
     return rng.choice(len(y), size=min(n, len(y)), replace=False)
+
+
+def cross_validate(make: Any, x: np.ndarray, y: np.ndarray, splitter: Any, *,
+                   groups: np.ndarray | None = None, task: Task = Task.CLASSIFICATION,
+                   label: str = "") -> dict[str, float]:
+    """Fit a fresh ``make()`` per fold; mean ± std of the fold metrics."""
+    per_fold = []
+    for k, (tr, te) in enumerate(splitter.split(x, y, groups), start=1):
+        model = make().fit(x[tr], y[tr])
+        if task is Task.CLASSIFICATION:
+            m = classification_metrics(y[te], model.predict_proba(x[te]))
+        else:
+            m = regression_metrics(y[te], model.predict(x[te]))
+        per_fold.append(m)
+        shown = {key: m[key] for key in list(m)[:3]}
+        print(f"  {label} CV fold {k}: {shown}", flush=True)
+    return mean_metrics(per_fold)

@@ -23,15 +23,17 @@ from service.manifest import DatasetFile
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "datasets"
 
+_MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+_UCI_WINE = "https://archive.ics.uci.edu/ml/machine-learning-databases/wine-quality/"
+_ICBHI = "derived from the ICBHI 2017 Respiratory Sound Database"
 SOURCES = {
-    "mnist/train-images-idx3-ubyte.gz": "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz",
-    "mnist/train-labels-idx1-ubyte.gz": "https://storage.googleapis.com/cvdf-datasets/mnist/train-labels-idx1-ubyte.gz",
-    "mnist/t10k-images-idx3-ubyte.gz": "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz",
-    "mnist/t10k-labels-idx1-ubyte.gz": "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-labels-idx1-ubyte.gz",
-    "wine-quality/winequality-red.csv": "https://archive.ics.uci.edu/ml/machine-learning-databases/wine-quality/winequality-red.csv",
+    **{f"mnist/{f}": _MNIST_URL + f for f in (
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
+    "wine-quality/winequality-red.csv": _UCI_WINE + "winequality-red.csv",
     "california-housing/cal_housing.data": "StatLib (Pace & Barry, 1997), cal_housing.tgz",
-    "auscultation/auscultation_features.xlsx": "derived from the ICBHI 2017 Respiratory Sound Database",
-    "auscultation/patients_diagnosis.xlsx": "derived from the ICBHI 2017 Respiratory Sound Database",
+    "auscultation/auscultation_features.xlsx": _ICBHI,
+    "auscultation/patients_diagnosis.xlsx": _ICBHI,
 }
 
 
@@ -72,9 +74,10 @@ class DataDir:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".part")
         try:
-            urllib.request.urlretrieve(url, tmp)  # noqa: S310 - fixed https URL above
+            urllib.request.urlretrieve(url, tmp)
         except OSError as exc:
-            raise FileNotFoundError(f"{path} is missing and {url} could not be fetched: {exc}") from exc
+            raise FileNotFoundError(
+                f"{path} is missing and {url} could not be fetched: {exc}") from exc
         tmp.rename(path)
 
 
@@ -158,4 +161,6 @@ def load_auscultation(data: DataDir):  # -> pandas.DataFrame
     if missing:
         raise ValueError(f"{AUSCULTATION_FILE}: missing columns {sorted(missing)}")
     df["duration"] = df["end"] - df["start"]
+    # 1 = male, 0 = female, NaN where unknown (imputed inside the model's pipeline).
+    df["sex"] = df["sex"].map({"M": 1.0, "F": 0.0})
     return df

@@ -33,17 +33,10 @@ def _mlp(keras):
 def _cnn(keras):
     layers = keras.layers
 
-    def block(filters):
-        return [
-            layers.Conv2D(filters, 3, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.Conv2D(filters, 3, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.Activation("relu"),
-            layers.MaxPooling2D(),
-            layers.Dropout(0.25),
-        ]
+    def conv(filters):
+        # One conv per resolution keeps an epoch affordable on two CPU cores.
+        return [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(), layers.Activation("relu")]
 
     return keras.Sequential([
         keras.Input(shape=(28, 28), name="image"),
@@ -53,8 +46,9 @@ def _cnn(keras):
         layers.RandomRotation(0.04, fill_mode="constant", seed=SEED),
         layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=SEED),
         layers.RandomZoom(0.08, fill_mode="constant", seed=SEED),
-        *block(32),
-        *block(64),
+        *conv(32), layers.MaxPooling2D(),
+        *conv(64), layers.MaxPooling2D(),
+        *conv(128), layers.Dropout(0.25),
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dropout(0.4),
@@ -67,10 +61,11 @@ HYPERPARAMETERS = {
             "optimizer": "SGD", "learning_rate": 0.01, "batch_size": 32, "max_epochs": 30,
             "early_stopping_patience": 5, "validation_fraction": 0.1},
     "cnn": {"architecture": "Rescaling-Reshape-[RandomRotation .04, RandomTranslation .08, "
-                            "RandomZoom .08]-2x(2x[Conv3x3-BN-ReLU]-MaxPool-Dropout.25) "
-                            "with 32/64 filters-Dense128-Dropout.4-Dense10softmax",
-            "optimizer": "Adam", "learning_rate": 0.002, "lr_schedule": "ReduceLROnPlateau x0.3",
-            "batch_size": 128, "max_epochs": 30, "early_stopping_patience": 6,
+                            "RandomZoom .08]-[Conv3x3(32)-BN-ReLU-MaxPool]-[Conv3x3(64)-BN-ReLU-"
+                            "MaxPool]-[Conv3x3(128)-BN-ReLU]-Dropout.25-Dense128-Dropout.4-"
+                            "Dense10softmax",
+            "optimizer": "Adam", "learning_rate": 0.001, "lr_schedule": "ReduceLROnPlateau x0.3",
+            "batch_size": 64, "max_epochs": 24, "early_stopping_patience": 5,
             "validation_fraction": 0.1},
 }
 

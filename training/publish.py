@@ -8,6 +8,7 @@ An existing version is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -165,10 +166,8 @@ def _build_manifest(trained: TrainedModel, version: int, folder: Path, artifact:
 def _library_versions() -> dict[str, str]:
     out = {}
     for lib in _LIBRARIES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

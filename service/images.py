@@ -1,0 +1,97 @@
+"""MNIST-style preprocessing of an uploaded digit image.
+
+MNIST digits are white on black, cropped to the ink, scaled to fit 20x20 keeping the
+aspect ratio, and centred by centre of mass in a 28x28 frame. An upload of any size,
+polarity and colour is brought to that form here, so the model sees what it was
+trained on.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+FORMATS = {"PNG", "JPEG"}
+_INK_THRESHOLD = 0.2  # fraction of full ink that counts as part of the digit
+
+
+def decode(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Open and fully decode a PNG or JPEG, refusing anything else before decoding."""
+    if not data:
+        raise InvalidInput("The image is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format not in FORMATS:
+                raise UnsupportedMediaType(
+                    f"Images must be PNG or JPEG, got {img.format or 'an unknown format'}.")
+            w, h = img.size
+            # Checked from the header, before any pixel is decoded (decompression bombs).
+            if w * h > max_pixels:
+                raise PayloadTooLarge(f"The image is {w}x{h} = {w * h} pixels; the limit is "
+                                      f"{max_pixels} pixels.")
+            if getattr(img, "n_frames", 1) > 1:
+                raise InvalidInput("Animated images are not accepted; send a single frame.")
+            img.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise UnsupportedMediaType(f"The upload is not a readable PNG or JPEG image "
+                                   f"({type(exc).__name__}).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"The image could not be decoded (truncated or corrupt): "
+                           f"{str(exc)[:100]}.") from None
+    return img
+
+
+def ink(img: Image.Image) -> np.ndarray:
+    """Ink intensity in [0, 1] (1 = full ink), whatever the colour mode and polarity."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3]
+        if alpha.min() < 0.5 < alpha.max():
+            # Strokes drawn on a transparent canvas: opacity is the ink.
+            return alpha
+    gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    if background > 0.5:
+        gray = 1.0 - gray  # dark ink on a light background
+        background = 1.0 - background
+    # Remove the background level (paper grey, JPEG noise) and stretch the ink to 1.
+    gray = np.clip(gray - background, 0.0, None)
+    peak = float(gray.max())
+    return gray / peak if peak > 0 else gray
+
+
+def to_mnist(img: Image.Image, *, value_max: float = 255.0) -> np.ndarray:
+    """28x28 float32 in [0, value_max], white digit on black, MNIST geometry."""
+    a = ink(img)
+    mask = a > _INK_THRESHOLD
+    if not mask.any():
+        raise InvalidInput("No digit found: the image is blank or has no contrast.")
+    rows, cols = np.nonzero(mask)
+    a = a[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    h, w = a.shape
+    scale = 20.0 / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    patch = Image.fromarray((a * 255).astype(np.uint8)).resize((new_w, new_h),
+                                                              Image.Resampling.LANCZOS)
+    p = np.asarray(patch, dtype=np.float32)
+    total = p.sum()
+    if total <= 0:
+        raise InvalidInput("No digit found after scaling: the strokes are too thin.")
+    ys, xs = np.indices(p.shape)
+    cy, cx = (ys * p).sum() / total, (xs * p).sum() / total
+    top, left = round(14 - cy), round(14 - cx)
+    out = np.zeros((28, 28), dtype=np.float32)
+    # Paste with clipping: centring by mass may push a lopsided digit past the frame.
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + new_h, 28), min(left + new_w, 28)
+    out[y0:y1, x0:x1] = p[y0 - top: y1 - top, x0 - left: x1 - left]
+    return np.clip(out * (value_max / 255.0), 0, value_max)

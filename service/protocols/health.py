@@ -1,0 +1,31 @@
+"""Liveness and readiness, for probes and for KServe V2 clients (200 = true)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from service.protocols.common import json_response, services
+
+router = APIRouter(tags=["Health"])
+
+
+def _ready_response(request: Request) -> Response:
+    repo = services(request).repository
+    if repo.ready:
+        return json_response({"ready": True})
+    reason = ("models are still loading" if not repo.settled
+              else "no model version could be loaded")
+    return json_response({"ready": False, "error": f"Not ready: {reason}."}, status_code=503)
+
+
+@router.get("/v2/health/live", summary="Server live (KServe V2)")
+@router.get("/healthz", summary="Liveness probe")
+async def live() -> Response:
+    return json_response({"live": True})
+
+
+@router.get("/v2/health/ready", summary="Server ready (KServe V2)")
+@router.get("/readyz", summary="Readiness probe")
+async def ready(request: Request) -> Response:
+    return _ready_response(request)

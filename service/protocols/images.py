@@ -1,0 +1,87 @@
+"""Digit images: ``POST /v1/models/{name}[/versions/{v}]:predict_image`` with a PNG or
+JPEG, either as the raw body or as a multipart file upload (``-F file=@digit.png``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from service import images
+from service.errors import InvalidInput, PayloadTooLarge
+from service.protocols.common import json_response, read_body, services
+from service.protocols.tfserving import parse_version
+
+router = APIRouter(tags=["Images"])
+
+_IMAGE_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary",
+                                        "description": "PNG or JPEG of one digit"}}}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def _image_bytes(request: Request, limit: int) -> bytes:
+    # Multipart overhead is small; the body limit keeps parsing bounded either way.
+    body = await read_body(request, limit + 64 * 1024)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        data = body
+    else:
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=5)
+        except Exception as exc:  # python-multipart raises several types
+            raise InvalidInput(f"The multipart body could not be parsed: {exc}.") from None
+        files = [v for v in form.values() if isinstance(v, UploadFile)]
+        if not files:
+            raise InvalidInput("The multipart form has no file; send it as 'file'.")
+        data = await files[0].read()
+    if len(data) > limit:
+        raise PayloadTooLarge(f"The image is {len(data)} bytes; the limit is {limit}.")
+    return data
+
+
+async def _predict_image(request: Request, name: str, version: str | None) -> Response:
+    svc = services(request)
+    model = svc.repository.resolve(name, parse_version(version))
+    spec = model.manifest.inputs.image
+    if spec is None:
+        raise InvalidInput(f"'{name}' takes named features, not images; use ':predict'.")
+    data = await _image_bytes(request, svc.settings.max_image_bytes)
+    img = images.decode(data, max_pixels=svc.settings.max_image_pixels)
+    pixels = images.to_mnist(img, value_max=spec.value_max)
+    out = await svc.inference.predict(model, pixels[None])
+    body: dict[str, Any] = {
+        "model_name": model.name, "model_version": str(model.version),
+        "label": out["label"][0], "class_id": out["class_id"][0],
+        "probabilities": dict(zip(model.manifest.labels or [], out["probabilities"][0].tolist(),
+                                  strict=True)),
+    }
+    if request.query_params.get("return_input") in ("1", "true"):
+        body["input"] = pixels.round(1)
+    return json_response(body)
+
+
+@router.post("/v1/models/{name}:predict_image", summary="Classify an uploaded digit image",
+             openapi_extra=_IMAGE_DOC)
+async def predict_image(request: Request, name: str) -> Response:
+    return await _predict_image(request, name, None)
+
+
+@router.post("/v1/models/{name}/versions/{version}:predict_image",
+             summary="Classify an uploaded digit image (one version)", openapi_extra=_IMAGE_DOC)
+async def predict_image_version(request: Request, name: str, version: str) -> Response:
+    return await _predict_image(request, name, version)

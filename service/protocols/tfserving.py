@@ -1,0 +1,252 @@
+"""TensorFlow Serving REST API: the same paths, bodies and error shape.
+
+``/v1/models/{name}[/versions/{v}]`` (status), ``…/metadata``, ``…:predict`` (row
+``instances`` or columnar ``inputs``), ``…:classify`` and ``…:regress`` (``examples``).
+Versionless requests go to the latest available version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from service import tensors
+from service.errors import InvalidInput
+from service.manifest import Manifest, Task
+from service.model import LoadedModel
+from service.protocols.common import (
+    Services,
+    json_response,
+    parse_json,
+    read_body,
+    require_object,
+    services,
+)
+from service.repository import State, VersionStatus
+
+router = APIRouter(tags=["TF-Serving REST"])
+
+_DTYPES = {"float32": "DT_FLOAT", "int64": "DT_INT64", "string": "DT_STRING"}
+
+
+def parse_version(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        raise InvalidInput(f"Version must be a positive integer, got '{raw[:20]}'.")
+    return int(raw)
+
+
+# --- status and metadata ------------------------------------------------------------
+
+
+def _version_status(s: VersionStatus) -> dict[str, Any]:
+    failed = s.state is State.END and bool(s.error)
+    return {"version": str(s.version), "state": s.state.value,
+            "status": {"error_code": "UNKNOWN" if failed else "OK",
+                       "error_message": s.error if failed else ""}}
+
+
+@router.get("/v1/models", summary="Every model with its versions and states")
+async def list_models(request: Request) -> Response:
+    repo = services(request).repository
+    return json_response({"models": [
+        {"name": name, "model_version_status": [_version_status(s) for s in repo.statuses(name)]}
+        for name in repo.names()]})
+
+
+@router.get("/v1/models/{name}", summary="Status of every version of a model")
+async def model_status(request: Request, name: str) -> Response:
+    statuses = services(request).repository.statuses(name)
+    return json_response({"model_version_status": [_version_status(s) for s in statuses]})
+
+
+@router.get("/v1/models/{name}/versions/{version}", summary="Status of one version")
+async def version_status(request: Request, name: str, version: str) -> Response:
+    status = services(request).repository.status(name, parse_version(version))  # type: ignore[arg-type]
+    return json_response({"model_version_status": [_version_status(status)]})
+
+
+def _tensor_info(name: str, dtype: str, shape: list[int]) -> dict[str, Any]:
+    return {"dtype": _DTYPES[dtype], "name": name,
+            "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in shape],
+                             "unknown_rank": False}}
+
+
+def manifest_facts(m: Manifest) -> dict[str, Any]:
+    """Our manifest's extra facts, for metadata responses (kept apart from the
+    protocol's own fields)."""
+    return {
+        "description": m.description,
+        "framework": m.framework.value, "framework_version": m.framework_version,
+        "task": m.task.value,
+        "input": m.inputs.model_dump(exclude_none=True),
+        "labels": m.labels, "target": m.target.model_dump() if m.target else None,
+        "outputs": [o.model_dump() for o in m.outputs],
+        "evaluation": m.evaluation.model_dump(),
+        "hyperparameters": m.hyperparameters,
+        "provenance": m.provenance.model_dump(),
+        "created_at": m.created_at.isoformat(),
+        "example": {"instances": [m.samples[0].inputs]},
+    }
+
+
+async def _metadata(request: Request, name: str, version: str | None) -> Response:
+    model = services(request).repository.resolve(name, parse_version(version))
+    m = model.manifest
+    signature = {
+        "inputs": {m.inputs.name: _tensor_info(m.inputs.name, m.inputs.dtype, m.inputs.shape)},
+        "outputs": {o.name: _tensor_info(o.name, o.dtype, o.shape) for o in m.outputs},
+        "method_name": "tensorflow/serving/predict",
+    }
+    return json_response({
+        "model_spec": {"name": m.name, "signature_name": "", "version": str(m.version)},
+        "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
+        "modelserve": manifest_facts(m),
+    })
+
+
+@router.get("/v1/models/{name}/metadata", summary="Signature and manifest facts (latest)")
+async def metadata_latest(request: Request, name: str) -> Response:
+    return await _metadata(request, name, None)
+
+
+@router.get("/v1/models/{name}/versions/{version}/metadata", summary="Signature and facts")
+async def metadata_version(request: Request, name: str, version: str) -> Response:
+    return await _metadata(request, name, version)
+
+
+# --- predict, classify, regress ---------------------------------------------------------
+
+
+async def _read_request(request: Request, svc: Services) -> dict[str, Any]:
+    body = await read_body(request, svc.settings.max_body_bytes)
+    return require_object(parse_json(body))
+
+
+def _version_header(model: LoadedModel) -> dict[str, str]:
+    return {"Model-Name": model.name, "Model-Version": str(model.version)}
+
+
+def _jsonable(arr: np.ndarray) -> Any:
+    # orjson writes numeric arrays natively (float32 as its shortest repr) but not
+    # object arrays such as labels.
+    return arr.tolist() if arr.dtype == object else arr
+
+
+def _rows(outputs: dict[str, np.ndarray]) -> Any:
+    if len(outputs) == 1:
+        return _jsonable(next(iter(outputs.values())))
+    n = len(next(iter(outputs.values())))
+    return [{k: v[i] for k, v in outputs.items()} for i in range(n)]
+
+
+def _columns(outputs: dict[str, np.ndarray]) -> Any:
+    if len(outputs) == 1:
+        return _jsonable(next(iter(outputs.values())))
+    return {k: _jsonable(v) for k, v in outputs.items()}
+
+
+async def _predict(request: Request, name: str, version: str | None) -> Response:
+    svc = services(request)
+    payload = await _read_request(request, svc)
+    model = svc.repository.resolve(name, parse_version(version))
+    sig = model.signature
+    has_rows, has_cols = "instances" in payload, "inputs" in payload
+    if has_rows == has_cols:
+        raise InvalidInput(
+            "Send exactly one of 'instances' (row format) or 'inputs' (columnar format)"
+            + (", not both." if has_rows else "; neither was found.")
+            + f" Example: {{\"instances\": [{_example(model)}]}}")
+    if has_rows:
+        batch = tensors.batch_from_rows(sig, payload["instances"], "instances",
+                                        svc.settings.max_batch_rows)
+    else:
+        batch = tensors.batch_from_columns(sig, payload["inputs"], svc.settings.max_batch_rows)
+    outputs = await svc.inference.predict(model, batch)
+    body: dict[str, Any] = ({"predictions": _rows(outputs)} if has_rows
+                            else {"outputs": _columns(outputs)})
+    warnings = tensors.out_of_range_warnings(sig, batch)
+    if warnings:
+        body["warnings"] = warnings
+    return json_response(body, headers=_version_header(model))
+
+
+def _example(model: LoadedModel) -> str:
+    sig = model.signature
+    if sig.tabular:
+        values = model.manifest.samples[0].inputs
+        return "{" + ", ".join(f'"{n}": {v:g}' for n, v in zip(sig.feature_names, values,
+                                                               strict=True)) + "}"
+    return "[[0, 0, ...28 values], ...28 rows]"
+
+
+async def _examples_batch(request: Request, name: str, version: str | None,
+                          task: Task) -> tuple[LoadedModel, np.ndarray, Services]:
+    svc = services(request)
+    payload = await _read_request(request, svc)
+    model = svc.repository.resolve(name, parse_version(version))
+    verb = "classify" if task is Task.CLASSIFICATION else "regress"
+    if not model.signature.tabular:
+        raise InvalidInput(f"'{verb}' takes named features and '{name}' takes images; "
+                           "use ':predict' instead.")
+    if model.manifest.task is not task:
+        other = "regress" if task is Task.CLASSIFICATION else "classify"
+        raise InvalidInput(f"'{name}' is a {model.manifest.task.value} model; use ':{other}'.")
+    if "examples" not in payload:
+        raise InvalidInput(f"The body needs 'examples': a list of objects of features. "
+                           f"Example: {{\"examples\": [{_example(model)}]}}")
+    examples = payload["examples"]
+    context = payload.get("context", {})
+    if not isinstance(context, dict):
+        raise InvalidInput("'context' must be an object of features shared by all examples.")
+    if context and isinstance(examples, list):
+        examples = [{**context, **e} if isinstance(e, dict) else e for e in examples]
+    if isinstance(examples, list) and not all(isinstance(e, dict) for e in examples):
+        raise InvalidInput("Each entry of 'examples' must be an object of named features.")
+    batch = tensors.batch_from_rows(model.signature, examples, "examples",
+                                    svc.settings.max_batch_rows)
+    return model, batch, svc
+
+
+async def _classify(request: Request, name: str, version: str | None) -> Response:
+    model, batch, svc = await _examples_batch(request, name, version, Task.CLASSIFICATION)
+    proba = (await svc.inference.predict(model, batch))["probabilities"]
+    labels = model.manifest.labels or []
+    body: dict[str, Any] = {"results": [[[label, p] for label, p in zip(labels, row,
+                                                                         strict=True)]
+                                        for row in proba]}
+    warnings = tensors.out_of_range_warnings(model.signature, batch)
+    if warnings:
+        body["warnings"] = warnings
+    return json_response(body, headers=_version_header(model))
+
+
+async def _regress(request: Request, name: str, version: str | None) -> Response:
+    model, batch, svc = await _examples_batch(request, name, version, Task.REGRESSION)
+    values = (await svc.inference.predict(model, batch))["value"]
+    body: dict[str, Any] = {"results": values}
+    warnings = tensors.out_of_range_warnings(model.signature, batch)
+    if warnings:
+        body["warnings"] = warnings
+    return json_response(body, headers=_version_header(model))
+
+
+for _verb, _handler in (("predict", _predict), ("classify", _classify), ("regress", _regress)):
+    def _bind(handler=_handler, verb=_verb):  # bind loop variables per route
+        async def latest(request: Request, name: str) -> Response:
+            return await handler(request, name, None)
+
+        async def versioned(request: Request, name: str, version: str) -> Response:
+            return await handler(request, name, version)
+
+        router.add_api_route(f"/v1/models/{{name}}:{verb}", latest, methods=["POST"],
+                             name=f"{verb}_latest", summary=f"{verb.capitalize()} (latest)")
+        router.add_api_route(f"/v1/models/{{name}}/versions/{{version}}:{verb}", versioned,
+                             methods=["POST"], name=f"{verb}_version",
+                             summary=f"{verb.capitalize()} (one version)")
+
+    _bind()

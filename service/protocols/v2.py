@@ -1,0 +1,378 @@
+"""KServe V2 / Open Inference Protocol over HTTP, with Triton's binary tensor extension.
+
+``tritonclient.http`` sends binary tensors by default: the body is the JSON header
+followed by raw little-endian tensor bytes, ``Inference-Header-Content-Length`` says
+where the JSON ends, and each binary input carries ``parameters.binary_data_size``
+instead of ``data``. It sets no Content-Type, so none is required here.
+
+A tabular model takes either one tensor named after its input (``features``,
+shape ``[n, k]``) or one tensor per feature (``alcohol``, shape ``[n]`` or ``[n, 1]``).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from service import __version__, tensors
+from service.errors import InvalidInput, UnsupportedMediaType, detail
+from service.manifest import Framework
+from service.model import LoadedModel
+from service.protocols.common import (
+    Services,
+    json_response,
+    parse_json,
+    read_body,
+    require_object,
+    services,
+)
+from service.protocols.tfserving import manifest_facts, parse_version
+from service.repository import State
+
+router = APIRouter(tags=["KServe V2"])
+
+HEADER_LENGTH = "inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data", "classification"]
+
+# V2 datatype -> little-endian numpy dtype. BOOL and BYTES are not numbers a model
+# here can take; BF16 is decoded by hand (numpy has no bfloat16).
+NUMERIC = {
+    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "BF16": "<u2",
+    "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+    "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+}
+ALL_DATATYPES = [*NUMERIC, "BOOL", "BYTES"]
+OUTPUT_DATATYPES = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
+PLATFORMS = {Framework.KERAS: "tensorflow_keras", Framework.SKLEARN: "sklearn_joblib"}
+
+
+# --- server and model metadata ---------------------------------------------------------
+
+
+@router.get("/v2", summary="Server metadata")
+async def server_metadata() -> Response:
+    return json_response({"name": "modelserve", "version": __version__,
+                          "extensions": EXTENSIONS})
+
+
+def _model_metadata(svc: Services, name: str, version: str | None) -> dict[str, Any]:
+    model = svc.repository.resolve(name, parse_version(version))
+    m = model.manifest
+    versions = [str(s.version) for s in svc.repository.statuses(name)
+                if s.state is State.AVAILABLE]
+    return {
+        "name": m.name,
+        "versions": versions if version is None else [str(m.version)],
+        "platform": PLATFORMS[m.framework],
+        "inputs": [{"name": m.inputs.name, "datatype": "FP32", "shape": m.inputs.shape}],
+        "outputs": [{"name": o.name, "datatype": OUTPUT_DATATYPES[o.dtype], "shape": o.shape}
+                    for o in m.outputs],
+        "parameters": {"version": str(m.version)},
+        "modelserve": manifest_facts(m),
+    }
+
+
+@router.get("/v2/models/{name}", summary="Model metadata (latest version)")
+async def model_metadata(request: Request, name: str) -> Response:
+    return json_response(_model_metadata(services(request), name, None))
+
+
+@router.get("/v2/models/{name}/versions/{version}", summary="Model metadata (one version)")
+async def model_version_metadata(request: Request, name: str, version: str) -> Response:
+    return json_response(_model_metadata(services(request), name, version))
+
+
+def _ready(svc: Services, name: str, version: str | None) -> Response:
+    svc.repository.resolve(name, parse_version(version))  # 404 / 503 when not ready
+    return Response(status_code=200)
+
+
+@router.get("/v2/models/{name}/ready", summary="Model ready (latest version)")
+async def model_ready(request: Request, name: str) -> Response:
+    return _ready(services(request), name, None)
+
+
+@router.get("/v2/models/{name}/versions/{version}/ready", summary="Model ready (one version)")
+async def model_version_ready(request: Request, name: str, version: str) -> Response:
+    return _ready(services(request), name, version)
+
+
+# --- inference ---------------------------------------------------------------------------
+
+
+@router.post("/v2/models/{name}/infer", summary="Inference (latest version)")
+async def infer(request: Request, name: str) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference (one version)")
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    return await _infer(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    svc = services(request)
+    body = _decode_content(request, await read_body(request, svc.settings.max_body_bytes),
+                           svc.settings.max_body_bytes)
+    header, binary = _split_body(request, body)
+    payload = require_object(parse_json(header, "inference request header"),
+                             "inference request")
+    model = svc.repository.resolve(name, parse_version(version))
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string.")
+    params = _parameters(payload, "parameters")
+    batch = _decode_inputs(model, payload.get("inputs"), binary, svc.settings.max_batch_rows)
+    requested = _requested_outputs(model, payload.get("outputs"),
+                                   bool(params.get("binary_data_output", False)))
+    outputs = await svc.inference.predict(model, batch)
+    return _encode_response(model, request_id, outputs, requested,
+                            tensors.out_of_range_warnings(model.signature, batch))
+
+
+def _decode_content(request: Request, body: bytes, limit: int) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding in ("identity", ""):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise UnsupportedMediaType(f"Content-Encoding '{encoding[:20]}' is not supported; "
+                                   "use gzip, deflate or none.")
+    # Bounded inflate: a small compressed body must not expand past the body limit.
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"The body is not valid {encoding} data: {exc}.") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise InvalidInput(f"The decompressed body exceeds the limit of {limit} bytes.")
+    return out
+
+
+def _split_body(request: Request, body: bytes) -> tuple[bytes, bytes]:
+    raw = request.headers.get(HEADER_LENGTH)
+    if raw is None:
+        return body, b""
+    if not raw.strip().isdigit():
+        raise InvalidInput(f"Inference-Header-Content-Length must be a byte count, "
+                           f"got '{raw[:20]}'.")
+    n = int(raw)
+    if n == 0:
+        raise InvalidInput("Raw binary requests (Inference-Header-Content-Length: 0) are not "
+                           "supported; send the JSON inference header first.")
+    if n > len(body):
+        raise InvalidInput(f"Inference-Header-Content-Length is {n} but the body holds only "
+                           f"{len(body)} bytes.")
+    return body[:n], body[n:]
+
+
+def _parameters(obj: dict[str, Any], field: str) -> dict[str, Any]:
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput(f"'{field}' must be an object.")
+    return params
+
+
+def _decode_inputs(model: LoadedModel, inputs: Any, binary: bytes, max_rows: int) -> np.ndarray:
+    sig = model.signature
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors "
+                           f"({{\"name\", \"shape\", \"datatype\", \"data\"}}); "
+                           f"{model.name} takes '{sig.input_name}' with shape "
+                           f"{[-1, *sig.sample_shape]}.")
+    offset = 0
+    arrays: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(inputs):
+        arr, offset = _decode_tensor(tensor, i, binary, offset)
+        name = tensor["name"]
+        if name in arrays:
+            raise InvalidInput(f"Input '{name}' appears twice.")
+        arrays[name] = arr
+    if offset != len(binary):
+        raise InvalidInput(f"The body holds {len(binary) - offset} bytes of binary data that "
+                           "no input claims (check binary_data_size).")
+
+    if set(arrays) == {sig.input_name}:
+        arr = arrays[sig.input_name]
+        if not sig.tabular and arr.ndim == 4 and arr.shape[-1] == 1:
+            arr = arr[..., 0]  # [n, 28, 28, 1] is the same image
+        _check_batch(len(arr) if arr.ndim else 0, max_rows)
+        return tensors.to_batch(sig, arr, f"inputs[{sig.input_name}]")
+    if sig.tabular and sig.input_name not in arrays:
+        unknown = [n for n in arrays if n not in sig.index]
+        if not unknown:
+            columns = {}
+            for n, arr in arrays.items():
+                if arr.ndim == 2 and arr.shape[1] == 1:
+                    arr = arr[:, 0]
+                if arr.ndim != 1:
+                    raise InvalidInput(f"Feature tensor '{n}' must have shape [n] or [n, 1], "
+                                       f"got {list(arr.shape)}.")
+                columns[n] = arr
+            _check_batch(len(next(iter(columns.values()))), max_rows)
+            return tensors.batch_from_named_columns(sig, columns, "inputs")
+    valid = f"'{sig.input_name}' with shape {[-1, *sig.sample_shape]}"
+    if sig.tabular:
+        valid += " or one tensor per feature: " + ", ".join(f"'{n}'" for n in sig.feature_names)
+    names = [n for n in arrays if n != sig.input_name and n not in sig.index] or list(arrays)
+    raise InvalidInput(f"Unknown input {', '.join(repr(n[:40]) for n in names[:5])} for "
+                       f"{sig.model}; it takes {valid}.",
+                       [detail(f"inputs[{n[:40]}]", "unknown input") for n in names[:5]])
+
+
+def _check_batch(n: int, max_rows: int) -> None:
+    if n == 0:
+        raise InvalidInput("The batch is empty: send at least one example.")
+    if n > max_rows:
+        raise InvalidInput(f"The batch holds {n} examples; the maximum per request is "
+                           f"{max_rows}.")
+
+
+def _decode_tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[np.ndarray, int]:
+    if not isinstance(tensor, dict):
+        raise InvalidInput(f"inputs[{i}] must be an object with name, shape, datatype, data.")
+    name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
+    where = f"inputs[{i}]" + (f" ('{name[:40]}')" if isinstance(name, str) else "")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{where}: 'name' must be a non-empty string.")
+    if (not isinstance(shape, list) or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31
+                       for d in shape)):
+        raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, "
+                           f"got {str(shape)[:60]}.")
+    if datatype not in NUMERIC:
+        hint = (" Send numbers as FP32." if datatype in ALL_DATATYPES else
+                f" Valid datatypes: {', '.join(ALL_DATATYPES)}.")
+        raise InvalidInput(f"{where}: datatype {str(datatype)[:20]!r} is not accepted; the "
+                           f"model takes numbers.{hint}",
+                           [detail(where, "wrong datatype", expected="FP32",
+                                   got=str(datatype)[:20])])
+    count = int(np.prod(shape, dtype=np.int64))
+    params = _parameters(tensor, f"{where}.parameters")
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        itemsize = np.dtype(NUMERIC[datatype]).itemsize
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer.")
+        if size != count * itemsize:
+            raise InvalidInput(f"{where}: shape {shape} of {datatype} needs "
+                               f"{count * itemsize} bytes, binary_data_size says {size}.")
+        if offset + size > len(binary):
+            raise InvalidInput(f"{where}: binary data is truncated: {size} bytes expected, "
+                               f"{len(binary) - offset} left in the body.")
+        arr = np.frombuffer(binary, dtype=NUMERIC[datatype], count=count, offset=offset)
+        offset += size
+    else:
+        if "data" not in tensor:
+            raise InvalidInput(f"{where}: needs 'data' (or parameters.binary_data_size).")
+        if datatype == "BF16":
+            raise InvalidInput(f"{where}: BF16 can only be sent as binary data.")
+        arr = _json_data(tensor["data"], where)
+        if arr.size != count:
+            raise InvalidInput(f"{where}: shape {shape} holds {count} elements but 'data' has "
+                               f"{arr.size}.",
+                               [detail(where, "element count does not match shape",
+                                       expected=count, got=int(arr.size))])
+    if datatype == "BF16":
+        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.reshape(shape), offset
+
+
+def _json_data(data: Any, where: str) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{where}: 'data' is ragged; send a flat list or a regular "
+                           "nested list.") from None
+    if arr.dtype.kind not in "iuf":
+        raise InvalidInput(f"{where}: 'data' must hold only numbers.",
+                           [detail(where, "not a number")])
+    return arr.reshape(-1).astype(np.float64, copy=False)
+
+
+# --- outputs ---------------------------------------------------------------------------
+
+
+def _requested_outputs(model: LoadedModel, outputs: Any,
+                       binary_default: bool) -> list[tuple[str, bool, int]]:
+    """(output name, as binary, classification top-k or 0) per requested output."""
+    names = [o.name for o in model.manifest.outputs]
+    if outputs is None:
+        return [(n, binary_default, 0) for n in names]
+    if not isinstance(outputs, list):
+        raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects.")
+    out = []
+    for i, o in enumerate(outputs):
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+            raise InvalidInput(f"outputs[{i}] must be an object with a 'name'.")
+        if o["name"] not in names:
+            raise InvalidInput(f"Unknown output '{o['name'][:40]}'; {model.name} has "
+                               + ", ".join(f"'{n}'" for n in names) + ".")
+        params = _parameters(o, f"outputs[{i}].parameters")
+        k = params.get("classification", 0)
+        if k:
+            if model.manifest.labels is None or o["name"] != "probabilities":
+                raise InvalidInput("The classification extension applies to the "
+                                   "'probabilities' output of a classifier.")
+            if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+                raise InvalidInput("'classification' must be a positive integer.")
+        out.append((o["name"], bool(params.get("binary_data", binary_default)), int(k)))
+    return out
+
+
+def _encode_response(model: LoadedModel, request_id: str | None,
+                     outputs: dict[str, np.ndarray], requested: list[tuple[str, bool, int]],
+                     warnings: list[dict[str, Any]]) -> Response:
+    labels = model.manifest.labels or []
+    tensors_out, blobs = [], []
+    for name, as_binary, top_k in requested:
+        arr = outputs[name]
+        datatype = OUTPUT_DATATYPES[next(o.dtype for o in model.manifest.outputs
+                                         if o.name == name)]
+        if top_k:
+            arr = _classification(arr, labels, top_k)
+            datatype = "BYTES"
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+        if as_binary:
+            blob = _to_bytes(arr, datatype)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = arr.reshape(-1).tolist() if datatype == "BYTES" else arr.reshape(-1)
+        tensors_out.append(entry)
+    body: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version),
+                            "outputs": tensors_out}
+    if request_id is not None:
+        body["id"] = request_id
+    if warnings:
+        body["parameters"] = {"warnings": orjson.dumps(warnings).decode()}
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return Response(header, media_type="application/json")
+    return Response(header + b"".join(blobs), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(header))})
+
+
+def _classification(proba: np.ndarray, labels: list[str], k: int) -> np.ndarray:
+    k = min(k, proba.shape[1])
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return np.array([[f"{row[j]:g}:{j}:{labels[j]}" for j in idx]
+                     for row, idx in zip(proba, top, strict=True)], dtype=object)
+
+
+def _to_bytes(arr: np.ndarray, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for item in arr.reshape(-1):
+            raw = str(item).encode()
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    return np.ascontiguousarray(arr, dtype=NUMERIC[datatype]).tobytes()
+

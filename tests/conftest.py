@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Same pinning as the service and trainers; set before numpy/sklearn/TF load.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+def committed_versions() -> list[Path]:
+    return sorted(p for p in MODELS.glob("*/*") if p.is_dir() and p.name.isdigit())
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    from training.data import DataDir, resolve_data_dir
+
+    root = resolve_data_dir()
+    if not (root / "README.md").is_file():
+        pytest.skip(f"datasets not found at {root}; set MODELSERVE_DATA_DIR")
+    return DataDir(root)
+
+
+@pytest.fixture
+def copy_version(tmp_path):
+    """Copy a committed version into a temporary repository and return its folder."""
+
+    def _copy(name: str, version: int) -> Path:
+        dst = tmp_path / "models" / name / str(version)
+        shutil.copytree(MODELS / name / str(version), dst)
+        return dst
+
+    return _copy
+
+
+# --- a real server over real HTTP --------------------------------------------------------
+
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+
+# Small limits so the limit tests need no huge payloads.
+TEST_LIMITS = {"MODELSERVE_MAX_BATCH_ROWS": "300", "MODELSERVE_MAX_BODY_BYTES": "3000000",
+               "MODELSERVE_MAX_IMAGE_PIXELS": "4000000"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, repository: Path, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_dir / f"server-{self.port}.log", "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.server", "--repository", str(repository),
+             "--port", str(self.port)],
+            cwd=ROOT, env={**os.environ, **TEST_LIMITS, **(env or {})},
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_settled(self, timeout: float = 120) -> None:
+        """Wait until every version has loaded or failed (ready, or 503 'no model')."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.output()}")
+            try:
+                r = httpx.get(self.url + "/v2/health/ready", timeout=2)
+                if r.status_code == 200 or "could be loaded" in r.text:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"server not ready: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-3000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = Server(MODELS.resolve(), tmp_path_factory.mktemp("server"))
+    try:
+        srv.wait_settled()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
