@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__
+from service import __version__, openapi
 from service.errors import ApiError
 from service.inference import Inference
 from service.protocols import health, images, tfserving, v2
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.include_router(images.router)
     _install_error_handlers(app)
+    openapi.install(app, app.state.services.repository)
     return app
 
 

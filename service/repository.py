@@ -48,6 +48,9 @@ class Repository:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._versions: dict[str, dict[int, VersionStatus]] = {}
+        # Until the first scan has listed the folders, "every version settled" would be
+        # vacuously true: readiness must not claim that nothing could be loaded.
+        self._scanned = False
 
     def discover(self) -> list[VersionStatus]:
         """Every ``<name>/<version>`` folder; hidden and non-numeric folders are skipped
@@ -55,6 +58,7 @@ class Repository:
         found = []
         if not self.root.is_dir():
             log.warning("model repository %s does not exist", self.root)
+            self._scanned = True
             return found
         for model_dir in sorted(self.root.iterdir()):
             if not model_dir.is_dir() or not _NAME_RE.match(model_dir.name):
@@ -64,6 +68,7 @@ class Repository:
                     found.append(VersionStatus(model_dir.name, int(vdir.name), vdir))
         for status in found:
             self._versions.setdefault(status.name, {})[status.version] = status
+        self._scanned = True
         return found
 
     def load_all(self, workers: int = 2) -> None:
@@ -123,8 +128,9 @@ class Repository:
     @property
     def settled(self) -> bool:
         """Every discovered version has either loaded or definitively failed."""
-        return all(s.state in (State.AVAILABLE, State.END)
-                   for versions in self._versions.values() for s in versions.values())
+        return self._scanned and all(
+            s.state in (State.AVAILABLE, State.END)
+            for versions in self._versions.values() for s in versions.values())
 
     @property
     def ready(self) -> bool:

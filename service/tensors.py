@@ -209,10 +209,17 @@ def _numeric(data: Any, field: str, sig: Signature, transpose: bool = False) -> 
         arr = np.asarray(data)
     except (ValueError, TypeError):
         arr = None  # ragged nesting: located below
-    if arr is not None and arr.dtype.kind in "iuf":
+    if arr is not None and arr.dtype.kind in "iuf" and not _has_bool(data, sig):
         return arr.astype(np.float64, copy=False)
     _locate_problem(data, field, sig, transpose)
     raise InvalidInput(f"'{field}' must hold only numbers.")  # pragma: no cover
+
+
+def _has_bool(data: Any, sig: Signature) -> bool:
+    """numpy turns JSON true/false into 1/0 silently; tabular rows are small enough to
+    check (image pixels are not, and a boolean pixel is harmless)."""
+    return sig.tabular and isinstance(data, list) and any(
+        type(v) is bool for row in data if isinstance(row, list) for v in row)
 
 
 def _locate_problem(data: Any, field: str, sig: Signature, transpose: bool) -> None:

@@ -163,6 +163,8 @@ def test_a_broken_version_does_not_stop_the_others(tmp_path):
     shutil.copytree(MODELS / "housing" / "2", repo / "housing" / "2")
     broken = repo / "housing" / "3"
     shutil.copytree(MODELS / "housing" / "2", broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    (broken / "manifest.json").write_text(json.dumps({**manifest, "version": 3}))
     (broken / "model.joblib").write_bytes(b"garbage")
     server = Server(repo, tmp_path)
     try:

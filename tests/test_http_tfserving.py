@@ -130,3 +130,17 @@ def test_nan_literal_is_parsed_and_rejected_by_name(client):
     r = client.post("/v1/models/housing:predict", content=body)
     assert r.status_code == 400
     assert "Longitude" in r.json()["error"] and "NaN" in r.json()["error"]
+
+
+def test_openapi_has_a_working_example_for_every_model(client):
+    schema = client.get("/openapi.json").json()
+    predict = schema["paths"]["/v1/models/{name}:predict"]["post"]
+    examples = predict["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == set(MODELS_SERVED)
+    for name, example in examples.items():
+        r = client.post(f"/v1/models/{name}:predict", json=example["value"])
+        assert r.status_code == 200, (name, r.text)
+    infer = schema["paths"]["/v2/models/{name}/infer"]["post"]
+    for name, example in infer["requestBody"]["content"]["application/json"]["examples"].items():
+        assert client.post(f"/v2/models/{name}/infer", json=example["value"]).status_code == 200
+    assert client.get("/docs").status_code == 200

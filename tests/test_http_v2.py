@@ -87,7 +87,8 @@ def test_classification_extension(triton_client):
     out = triton.InferRequestedOutput("probabilities", binary_data=False, class_count=2)
     top = triton_client.infer("auscultation", [inp], outputs=[out]).as_numpy("probabilities")
     assert top.shape == (1, 2)
-    score, _index, label = top[0][0].decode().split(":")
+    first = top[0][0].decode() if isinstance(top[0][0], bytes) else top[0][0]
+    score, _index, label = first.split(":")
     assert label in ("normal", "crackles", "wheezes", "both") and float(score) > 0
 
 

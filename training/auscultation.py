@@ -2,7 +2,8 @@
 statistics of the filtered lung sound (ICBHI 2017 derived features).
 
 Recipes: ``knn`` (the reference k-NN, k=5, on the five statistics) and ``forest``
-(a class-balanced random forest that also uses cycle duration and patient age/sex). Cycles of one patient are strongly correlated, so every split here
+(a class-balanced random forest that also uses cycle duration and patient age and
+sex). Cycles of one patient are strongly correlated, so every split here
 is by patient: a grouped held-out test set (20% of patients) that selection never
 touches, and grouped 5-fold CV on the remaining patients. These five statistics
 carry weak signal; the numbers are reported beside the majority-class baseline.
@@ -71,8 +72,9 @@ class ForestRecipe(Recipe):
     transformed features), logistic regression, gradient boosting and random forests
     (best balanced accuracy and macro-F1); the held-out patients played no part."""
 
-    PARAMS: ClassVar[dict[str, Any]] = {"n_estimators": 150, "min_samples_leaf": 30, "max_features": "sqrt",
-              "class_weight": "balanced_subsample"}
+    PARAMS: ClassVar[dict[str, Any]] = {
+        "n_estimators": 150, "min_samples_leaf": 30, "max_features": "sqrt",
+        "class_weight": "balanced_subsample"}
 
     def make(self, quick: bool) -> Any:
         from sklearn.ensemble import RandomForestClassifier

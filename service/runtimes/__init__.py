@@ -7,13 +7,24 @@ pick a different one.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from service.manifest import Framework, Manifest
 from service.runtimes.base import Runtime
 
+# Unpickling imports the estimator's modules; two threads doing that at once can trip
+# Python's import-lock deadlock detection ("deadlock detected by _ModuleLock") and fail
+# a good version. Deserialization is serialised; checksums still run in parallel.
+_DESERIALIZE = threading.Lock()
+
 
 def load_runtime(folder: Path, manifest: Manifest) -> Runtime:
+    with _DESERIALIZE:
+        return _load(folder, manifest)
+
+
+def _load(folder: Path, manifest: Manifest) -> Runtime:
     # Imported lazily so a scikit-learn-only process never pays TensorFlow's import.
     if manifest.framework is Framework.KERAS:
         from service.runtimes.keras_runtime import KerasRuntime
