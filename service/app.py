@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__, openapi
 from service.errors import ApiError
+from service.fastlane import FastLane
 from service.inference import Inference
 from service.protocols import health, images, tfserving, v2
 from service.protocols.common import Services, json_response
@@ -32,6 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task = asyncio.get_running_loop().run_in_executor(
             None, svc.repository.load_all, settings.load_workers)
         app.state.loading = task
+        if settings.workers > 1:
+            # Workers share one listening socket and a worker accepts connections only
+            # once its start-up has finished: waiting here means a request never lands
+            # on a worker that is still loading while another could serve it.
+            await asyncio.shield(task)
         try:
             yield
         finally:
@@ -45,8 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "and the KServe V2 (Open Inference) protocol.",
         lifespan=lifespan,
     )
-    app.state.services = Services(settings=settings, repository=Repository(settings.repository),
-                                  inference=Inference())
+    repository = Repository(settings.repository, lean=settings.lean_runtimes,
+                            warm_rows=(1, settings.batch_max_rows))
+    app.state.services = Services(settings=settings, repository=repository,
+                                  inference=Inference(settings))
     app.include_router(health.router)
     app.include_router(tfserving.router)
     app.include_router(v2.router)
@@ -54,6 +62,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     openapi.install(app, app.state.services.repository)
     return app
+
+
+def create_asgi(settings: Settings | None = None) -> FastLane:
+    """The app uvicorn serves: the prediction fast lane in front of FastAPI."""
+    settings = settings or Settings()
+    configure_logging(settings)  # again in each worker process (no-op in the first)
+    return FastLane(create_app(settings))
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,37 +1,62 @@
-"""Run model calls off the event loop, so one slow batch never stalls other requests."""
+"""Route validated batches to each model version's batcher, creating it on first use
+with that model's batching policy."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from service.errors import ApiError
+from service.batching import Batcher, BatchPolicy, InferenceFailed, Outputs
 from service.model import LoadedModel
+from service.model_config import read_model_config
+from service.settings import Settings
 
-log = logging.getLogger("modelserve.inference")
-
-
-class InferenceFailed(ApiError):
-    status_code = 500
+__all__ = ["Inference", "InferenceFailed"]
 
 
 class Inference:
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         # CPU-bound work on a 2-core box: more threads than cores only adds contention.
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
+        self._batchers: dict[int, tuple[LoadedModel, Batcher]] = {}
 
-    async def predict(self, model: LoadedModel, batch: np.ndarray) -> dict[str, np.ndarray]:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, model.predict, batch)
-        except Exception as exc:
-            log.exception("inference failed for %s version %d", model.name, model.version)
-            raise InferenceFailed(
-                f"Model '{model.name}' version {model.version} failed while predicting: "
-                f"{type(exc).__name__}.") from exc
+    async def predict(self, model: LoadedModel, batch: np.ndarray) -> Outputs:
+        entry = self._batchers.get(id(model))
+        if entry is None or entry[0] is not model:
+            entry = (model, self._new_batcher(model))
+            self._batchers[id(model)] = entry
+        return await entry[1].submit(batch)
+
+    def batchers(self) -> list[tuple[LoadedModel, Batcher]]:
+        return list(self._batchers.values())
+
+    def policy(self, model: LoadedModel) -> BatchPolicy:
+        s = self.settings
+        cfg = read_model_config(model.folder.parent).batching
+        max_rows = cfg.max_batch_rows or s.batch_max_rows
+        execution = cfg.execution or s.execution
+        if execution == "auto":
+            # On the loop thread when even a full batch is short: a thread hand-off
+            # costs more than such a call, and the loop is blocked only briefly.
+            inline = model.seconds_for(max_rows) * 1000 <= s.inline_budget_ms
+        else:
+            inline = execution == "inline"
+        return BatchPolicy(
+            max_rows=max_rows,
+            max_wait=(cfg.max_wait_ms if cfg.max_wait_ms is not None
+                      else s.batch_max_wait_ms) / 1000,
+            max_queue_rows=cfg.max_queue_rows or s.queue_max_rows,
+            timeout=(cfg.timeout_ms / 1000 if cfg.timeout_ms else s.request_timeout_s),
+            inline=inline,
+            direct=inline and execution == "auto"
+            and model.seconds_for(1) * 1e6 <= s.direct_budget_us,
+        )
+
+    def _new_batcher(self, model: LoadedModel) -> Batcher:
+        return Batcher(f"Model '{model.name}' version {model.version}", model.predict,
+                       self.policy(model), self._pool)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -13,6 +13,7 @@ from service.integrity import verify_artifacts
 from service.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest
 from service.model import LoadedModel
 from service.runtimes import load_runtime
+from service.runtimes.lean import Engine, compile_lean
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -36,7 +37,8 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def load_version(folder: Path, *, expected_name: str | None = None,
-                 expected_version: int | None = None, check_samples: bool = True) -> LoadedModel:
+                 expected_version: int | None = None, check_samples: bool = True,
+                 lean: bool = True) -> LoadedModel:
     """Load ``folder`` (``<repository>/<name>/<version>``) or raise ModelLoadError.
 
     The folder's own name and its parent's must agree with the manifest, so a copied
@@ -54,7 +56,14 @@ def load_version(folder: Path, *, expected_name: str | None = None,
         raise ModelLoadError(folder, f"folder belongs to model {name!r} but the manifest says "
                                      f"{manifest.name!r}")
     verify_artifacts(folder, manifest.artifacts)
-    model = LoadedModel(manifest=manifest, runtime=load_runtime(folder, manifest), folder=folder)
+    runtime = load_runtime(folder, manifest)
+    if lean:
+        # Checked against the framework's own call before it is used; the manifest's
+        # samples below are then checked against what will actually serve.
+        runtime, engine = compile_lean(runtime, manifest)
+    else:
+        engine = Engine(manifest.framework.value, "framework call (lean runtimes off)")
+    model = LoadedModel(manifest=manifest, runtime=runtime, folder=folder, engine=engine)
     if check_samples:
         problems = model.check_samples()
         if problems:

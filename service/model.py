@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from service.manifest import Manifest, RawOutput, Sample, Task
 from service.runtimes.base import Runtime
+from service.runtimes.lean import Engine
 
 # float32 arithmetic differs slightly across BLAS builds and batch sizes.
 SAMPLE_ATOL = 1e-4
@@ -24,9 +26,36 @@ class LoadedModel:
     manifest: Manifest
     runtime: Runtime
     folder: Path
+    engine: Engine | None = None
+    # Measured call cost (seconds) by batch rows, from ``warm_up``.
+    timings: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._labels = np.asarray(self.manifest.labels or [], dtype=object)
+
+    def warm_up(self, rows: tuple[int, ...] = (1, 64), repeat: int = 5) -> None:
+        """Run the model on sample-sized batches (first calls allocate and trace) and
+        record the median cost per size, which decides how it is batched."""
+        sample = np.asarray(self.manifest.samples[0].inputs, dtype=np.float32)
+        sample = sample.reshape(1, *self.manifest.inputs.shape[1:])
+        for n in rows:
+            batch = np.repeat(sample, n, axis=0)
+            self.predict(batch)
+            costs = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                self.predict(batch)
+                costs.append(time.perf_counter() - start)
+            self.timings[n] = float(np.median(costs))
+
+    def seconds_for(self, rows: int) -> float:
+        """Estimated call cost for ``rows`` rows: linear between the measured sizes."""
+        if not self.timings:
+            return float("inf")
+        sizes = sorted(self.timings)
+        if rows > sizes[-1]:
+            return self.timings[sizes[-1]] * rows / sizes[-1]
+        return float(np.interp(rows, sizes, [self.timings[n] for n in sizes]))
 
     @cached_property
     def signature(self):  # -> service.tensors.Signature (imported lazily: no cycle)

@@ -45,8 +45,11 @@ class VersionStatus:
 
 
 class Repository:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, lean: bool = True,
+                 warm_rows: tuple[int, ...] = (1, 64)) -> None:
         self.root = Path(root)
+        self.lean = lean
+        self.warm_rows = warm_rows
         self._versions: dict[str, dict[int, VersionStatus]] = {}
         # Until the first scan has listed the folders, "every version settled" would be
         # vacuously true: readiness must not claim that nothing could be loaded.
@@ -80,7 +83,9 @@ class Repository:
         status.state = State.LOADING
         start = time.perf_counter()
         try:
-            status.model = load_version(status.folder, expected_name=status.name)
+            model = load_version(status.folder, expected_name=status.name, lean=self.lean)
+            model.warm_up(self.warm_rows)
+            status.model = model
         except ModelLoadError as exc:
             status.state, status.error = State.END, str(exc)
             log.error("model %s version %d failed to load: %s", status.name, status.version, exc)
@@ -91,8 +96,11 @@ class Repository:
             return
         status.load_seconds = time.perf_counter() - start
         status.state = State.AVAILABLE
-        log.info("model %s version %d available (%.2f s)", status.name, status.version,
-                 status.load_seconds)
+        engine = status.model.engine
+        log.info("model %s version %d available (%.2f s) on %s: %s; one row %.3f ms",
+                 status.name, status.version, status.load_seconds,
+                 engine.name if engine else "?", engine.detail if engine else "",
+                 status.model.timings.get(1, float("nan")) * 1000)
 
     # --- queries ------------------------------------------------------------------
 

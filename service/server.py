@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -37,14 +36,23 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)
     _pin_threads(settings.inference_threads)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service.app import configure_logging
+
+    configure_logging(settings)
     import uvicorn
 
-    from service.app import create_app
+    common = {"host": settings.host, "port": settings.port, "access_log": False,
+              "log_level": settings.log_level.lower(), "loop": "uvloop", "http": "httptools"}
+    if settings.workers == 1:
+        from service.app import create_asgi
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower(), access_log=False)
+        uvicorn.run(create_asgi(settings), **common)
+        return
+    # Worker processes build their own app from the environment: pass every setting
+    # that came from a flag down as its environment variable.
+    for key, value in overrides.items():
+        os.environ[ENV_PREFIX + key.upper()] = str(value)
+    uvicorn.run("service.app:create_asgi", factory=True, workers=settings.workers, **common)
 
 
 if __name__ == "__main__":

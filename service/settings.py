@@ -7,6 +7,7 @@ Read from environment variables prefixed ``MODELSERVE_`` (e.g.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,4 +37,37 @@ class Settings(BaseSettings):
     load_workers: int = Field(2, gt=0, description="Threads that load model versions at start.")
     inference_threads: int = Field(
         1, gt=0, description="Intra-op threads for TensorFlow and OpenMP per process."
+    )
+    workers: int = Field(
+        1, gt=0, le=64, description="Worker processes (each loads every model; see README "
+                                    "for the memory per worker)."
+    )
+    lean_runtimes: bool = Field(
+        True, description="Serve verified numpy rebuilds of small Keras and tree models "
+                          "instead of the framework call."
+    )
+    batch_max_rows: int = Field(
+        64, gt=0, description="Most rows the batcher merges into one model call."
+    )
+    batch_max_wait_ms: float = Field(
+        0.0, ge=0, description="Under load only: how long a batch may wait to fill up "
+                               "(an idle model never waits)."
+    )
+    queue_max_rows: int = Field(
+        4096, gt=0, description="Rows that may wait per model version before 503."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a prediction may wait and run before 504."
+    )
+    execution: Literal["auto", "inline", "thread"] = Field(
+        "auto", description="Where model calls run: on the event loop (inline), on the "
+                            "inference thread, or auto (inline when a full batch is short)."
+    )
+    inline_budget_ms: float = Field(
+        5.0, ge=0, description="auto execution runs a model inline when a full batch takes "
+                               "at most this long."
+    )
+    direct_budget_us: float = Field(
+        100.0, ge=0, description="auto execution calls a model directly, without queueing, "
+                                 "when it is idle and one row takes at most this long."
     )

@@ -94,6 +94,18 @@ def manifest_facts(m: Manifest) -> dict[str, Any]:
     }
 
 
+def serving_facts(model: LoadedModel) -> dict[str, Any]:
+    """How this process runs the version: engine (a verified lean rebuild or the
+    framework's own call) and the call cost measured at warm-up."""
+    engine = model.engine
+    return {
+        "engine": engine.name if engine else None,
+        "engine_detail": engine.detail if engine else None,
+        "max_relative_difference_from_framework": engine.max_abs_diff if engine else None,
+        "warmup_call_ms": {str(rows): round(s * 1000, 4) for rows, s in model.timings.items()},
+    }
+
+
 async def _metadata(request: Request, name: str, version: str | None) -> Response:
     model = services(request).repository.resolve(name, parse_version(version))
     m = model.manifest
@@ -105,7 +117,7 @@ async def _metadata(request: Request, name: str, version: str | None) -> Respons
     return json_response({
         "model_spec": {"name": m.name, "signature_name": "", "version": str(m.version)},
         "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
-        "modelserve": manifest_facts(m),
+        "modelserve": {**manifest_facts(m), "serving": serving_facts(model)},
     })
 
 
@@ -234,6 +246,9 @@ async def _regress(request: Request, name: str, version: str | None) -> Response
         body["warnings"] = warnings
     return json_response(body, headers=_version_header(model))
 
+
+# Public: service.fastlane serves these same handlers without FastAPI's routing.
+predict, classify, regress = _predict, _classify, _regress
 
 for _verb, _handler in (("predict", _predict), ("classify", _classify), ("regress", _regress)):
     def _bind(handler=_handler, verb=_verb):  # bind loop variables per route

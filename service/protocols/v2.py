@@ -32,7 +32,7 @@ from service.protocols.common import (
     require_object,
     services,
 )
-from service.protocols.tfserving import manifest_facts, parse_version
+from service.protocols.tfserving import manifest_facts, parse_version, serving_facts
 from service.repository import State
 
 router = APIRouter(tags=["KServe V2"])
@@ -74,7 +74,7 @@ def _model_metadata(svc: Services, name: str, version: str | None) -> dict[str, 
         "outputs": [{"name": o.name, "datatype": OUTPUT_DATATYPES[o.dtype], "shape": o.shape}
                     for o in m.outputs],
         "parameters": {"version": str(m.version)},
-        "modelserve": manifest_facts(m),
+        "modelserve": {**manifest_facts(m), "serving": serving_facts(model)},
     }
 
 
@@ -134,6 +134,10 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     outputs = await svc.inference.predict(model, batch)
     return _encode_response(model, request_id, outputs, requested,
                             tensors.out_of_range_warnings(model.signature, batch))
+
+
+# Public: service.fastlane serves this same handler without FastAPI's routing.
+infer_handler = _infer
 
 
 def _decode_content(request: Request, body: bytes, limit: int) -> bytes:

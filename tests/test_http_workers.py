@@ -1,0 +1,35 @@
+"""Several worker processes behind one port: each loads the repository before it takes
+connections, and every request is answered."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import MODELS, Server
+
+
+def _workers(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_two_workers_serve_the_same_port(tmp_path):
+    shutil.copytree(MODELS / "wine-quality" / "2", tmp_path / "models" / "wine-quality" / "2")
+    srv = Server(tmp_path / "models", tmp_path, env={"MODELSERVE_WORKERS": "2"})
+    try:
+        srv.wait_settled()
+        assert len(_workers(srv.proc.pid)) == 2
+        row = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
+        with httpx.Client(base_url=srv.url, timeout=10) as client:
+            for _ in range(30):
+                # A new connection each time, so both workers get some.
+                r = client.post("/v1/models/wine-quality:predict", json={"instances": [row]},
+                                headers={"Connection": "close"})
+                assert r.status_code == 200, r.text
+                assert r.headers["model-version"] == "2"
+    finally:
+        srv.stop()
