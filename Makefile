@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
 
-.PHONY: install serve test train lint format clean
+.PHONY: install serve test train lint format clean bench bench-setup
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ test: install
 
 train: install
 	$(BIN)/modelserve train all
+
+# Benchmark against baselines (bench/README.md); not part of `make test`. Baseline venvs
+# go to bench/.venvs/ on first use. Options: make bench BENCH_ARGS="--duration 5 --rounds 1"
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-setup: install
+	$(BIN)/python bench/run.py --setup-only
 
 lint: install
 	$(BIN)/ruff check service training tests

@@ -1,0 +1,96 @@
+"""Request bodies, built from the sample rows the models' manifests ship.
+
+Using the manifests' own samples means every request is a valid, realistic input (a real
+MNIST digit, real wine rows) and nothing in bench/ duplicates model data. Bodies are
+written to files because wrk's Lua reads them from disk (binary-safe).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+JSON = "Content-Type: application/json"
+
+
+@dataclass(frozen=True)
+class Payload:
+    key: str
+    body: bytes
+    headers: tuple[str, ...]  # "Name: value"
+    rows: int  # instances in one request, for rows/s
+
+    def write(self, directory: Path) -> Path:
+        path = directory / f"{self.key}.body"
+        path.write_bytes(self.body)
+        return path
+
+
+def _samples(models: Path, name: str, version: int) -> list[Any]:
+    manifest = json.loads((models / name / str(version) / "manifest.json").read_text())
+    return [sample["inputs"] for sample in manifest["samples"]]
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _v2_json(name: str, rows: list[list[float]], **extra: Any) -> bytes:
+    data = [v for row in rows for v in row]
+    return _json({"inputs": [{"name": name, "shape": [len(rows), len(rows[0])],
+                              "datatype": "FP32", "data": data}], **extra})
+
+
+def _v2_binary(name: str, images: list[list[list[float]]]) -> tuple[bytes, int]:
+    """Triton's binary tensor extension: JSON header, then raw little-endian FP32."""
+    flat = [float(v) for image in images for row in image for v in row]
+    shape = [len(images), len(images[0]), len(images[0][0])]
+    header = _json({
+        "inputs": [{"name": name, "shape": shape, "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4 * len(flat)}}],
+        # Ask for binary outputs too, as tritonclient does by default.
+        "parameters": {"binary_data_output": True},
+    })
+    return header + struct.pack(f"<{len(flat)}f", *flat), len(header)
+
+
+def build(models: Path, batch_rows: int = 256, batch_images: int = 64) -> dict[str, Payload]:
+    wine = _samples(models, "wine-quality", 2)
+    housing = _samples(models, "housing", 2)
+    digits = _samples(models, "digits", 2)
+    digit = digits[0]  # 28x28 pixel values 0-255
+    images = list(itertools.islice(itertools.cycle(digits), batch_images))
+    batch = list(itertools.islice(itertools.cycle(wine), batch_rows))
+    # MLServer's sklearn runtime returns predict() unless the request names an output;
+    # our service returns probabilities for a classifier, so ask MLServer for the same.
+    proba = {"outputs": [{"name": "predict_proba"}]}
+    binary, header_len = _v2_binary("image", [digit])
+    binary_batch, batch_header_len = _v2_binary("image", images)
+    payloads = [
+        Payload("wine_tfs", _json({"instances": [wine[0]]}), (JSON,), 1),
+        Payload("wine_tfs_batch", _json({"instances": batch}), (JSON,), batch_rows),
+        Payload("wine_v2", _v2_json("features", [wine[0]]), (JSON,), 1),
+        Payload("wine_v2_proba", _v2_json("features", [wine[0]], **proba), (JSON,), 1),
+        Payload("housing_v2", _v2_json("features", [housing[0]]), (JSON,), 1),
+        Payload("digits_tfs", _json({"instances": [digit]}), (JSON,), 1),
+        Payload("digits_v2_json", _v2_json_image("image", [digit]), (JSON,), 1),
+        Payload("digits_v2_binary", binary,
+                ("Content-Type: application/octet-stream",
+                 f"Inference-Header-Content-Length: {header_len}"), 1),
+        Payload("digits64_tfs", _json({"instances": images}), (JSON,), batch_images),
+        Payload("digits64_v2_json", _v2_json_image("image", images), (JSON,), batch_images),
+        Payload("digits64_v2_binary", binary_batch,
+                ("Content-Type: application/octet-stream",
+                 f"Inference-Header-Content-Length: {batch_header_len}"), batch_images),
+    ]
+    return {p.key: p for p in payloads}
+
+
+def _v2_json_image(name: str, images: list[list[list[float]]]) -> bytes:
+    data = [float(v) for image in images for row in image for v in row]
+    shape = [len(images), len(images[0]), len(images[0][0])]
+    return _json({"inputs": [{"name": name, "shape": shape, "datatype": "FP32", "data": data}]})

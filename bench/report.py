@@ -1,0 +1,228 @@
+"""Turn raw measurements into medians over rounds, ratios and the Markdown report."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from servers import COMPARISONS, FLOOR, Target
+
+METRICS = ("rps", "p50_ms", "p99_ms")
+
+
+@dataclass(frozen=True)
+class Stat:
+    median: float
+    low: float
+    high: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"median": self.median, "min": self.low, "max": self.high, "rounds": self.n}
+
+
+def _stat(values: list[float]) -> Stat:
+    return Stat(statistics.median(values), min(values), max(values), len(values))
+
+
+def summarise(measurements: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """target -> concurrency -> {rps|p50_ms|p99_ms: Stat, errors: total over rounds}."""
+    grouped: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for m in measurements:
+        grouped.setdefault((m["target"], m["concurrency"]), []).append(m)
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for (target, conc), rows in grouped.items():
+        cell: dict[str, Any] = {k: _stat([r[k] for r in rows]) for k in METRICS}
+        cell["errors"] = sum(r["errors"] for r in rows)
+        cell["requests"] = sum(r["requests"] for r in rows)
+        out.setdefault(target, {})[conc] = cell
+    return out
+
+
+def summary_json(summary: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    return {t: {str(c): {k: (v.as_dict() if isinstance(v, Stat) else v)
+                         for k, v in cell.items()}
+                for c, cell in by_c.items()}
+            for t, by_c in summary.items()}
+
+
+# --- formatting -----------------------------------------------------------------------
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _fmt(stat: Stat | None) -> str:
+    if stat is None:
+        return "-"
+    if stat.n == 1 or stat.low == stat.high:
+        return _num(stat.median)
+    return f"{_num(stat.median)} ({_num(stat.low)}-{_num(stat.high)})"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "-"
+    r = a / b
+    return f"{r:.2f}x" if 0.1 <= r < 100 else f"{r:.2g}x" if r < 0.1 else f"{r:,.0f}x"
+
+
+def _get(summary: dict[str, dict[int, dict[str, Any]]], target: str, conc: int,
+         metric: str) -> Stat | None:
+    cell = summary.get(target, {}).get(conc)
+    return None if cell is None else cell[metric]
+
+
+def _median(summary: dict[str, dict[int, dict[str, Any]]], target: str, conc: int,
+            metric: str) -> float | None:
+    stat = _get(summary, target, conc, metric)
+    return None if stat is None else stat.median
+
+
+def _numeric(cell: str) -> bool:
+    return cell.lstrip("*")[:1].isdigit() or cell in ("", "-")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    # Numbers right-aligned, text left-aligned, decided per column from its cells.
+    align = ["---:" if all(_numeric(row[i]) for row in rows) else "---"
+             for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(results: dict[str, Any], targets: list[Target],
+             summary: dict[str, dict[int, dict[str, Any]]]) -> str:
+    cfg = results["config"]
+    lo, hi = cfg["concurrency"]
+    out = [f"# Serving benchmark, {results['timestamp']}", ""]
+    out.append(f"{cfg['rounds']} round(s) interleaved across servers; each measurement "
+               f"{cfg['duration_s']} s after a {cfg['warmup_s']} s warm-up, wrk closed loop. "
+               f"Cells: median over rounds (min-max). Servers pinned to CPU "
+               f"{cfg['server_cpus']}, wrk to CPU {cfg['client_cpus']}.")
+    longer = [f"{t.label} {t.min_seconds:g} s" for t in targets
+              if t.min_seconds > cfg["duration_s"]]
+    if longer:
+        out.append("Measured longer because one request under load takes seconds: "
+                   + ", ".join(longer) + ".")
+    out.append("")
+
+    main = [t for t in targets if t.section == "main"]
+    rows = []
+    for t in main:
+        errors = sum(c["errors"] for c in summary.get(t.key, {}).values())
+        rows.append([t.label,
+                     _fmt(_get(summary, t.key, lo, "p50_ms")),
+                     _fmt(_get(summary, t.key, lo, "p99_ms")),
+                     _fmt(_get(summary, t.key, lo, "rps")),
+                     _fmt(_get(summary, t.key, hi, "rps")),
+                     _fmt(_get(summary, t.key, hi, "p50_ms")),
+                     _fmt(_get(summary, t.key, hi, "p99_ms")),
+                     str(errors) if errors == 0 else f"**{errors}**"])
+    if rows:
+        out += ["## Latency and throughput", ""]
+        out += _table(["Target", f"c={lo} p50 ms", f"c={lo} p99 ms", f"c={lo} req/s",
+                       f"c={hi} req/s", f"c={hi} p50 ms", f"c={hi} p99 ms", "errors"], rows)
+        out += ["", "errors: non-2xx responses plus socket errors/timeouts, all rounds and "
+                "concurrencies.", ""]
+
+    floor_p50 = _median(summary, FLOOR, lo, "p50_ms")
+    floor_rps = _median(summary, FLOOR, hi, "rps")
+    rows = [[t.label,
+             _ratio(_median(summary, t.key, lo, "p50_ms"), floor_p50),
+             _ratio(_median(summary, t.key, hi, "rps"), floor_rps)]
+            for t in main if t.key != FLOOR]
+    if rows and floor_p50:
+        out += ["## Against the HTTP floor", ""]
+        out += _table(["Target", f"p50 at c={lo} / floor (lower is better)",
+                       f"req/s at c={hi} / floor (higher is better)"], rows)
+        out.append("")
+
+    labels = {t.key: t.label for t in targets}
+    rows = [[labels[ours], labels[base],
+             _ratio(_median(summary, ours, hi, "rps"), _median(summary, base, hi, "rps")),
+             _ratio(_median(summary, base, lo, "p50_ms"), _median(summary, ours, lo, "p50_ms"))]
+            for ours, base in COMPARISONS if ours in summary and base in summary]
+    if rows:
+        out += ["## Ours against each baseline", ""]
+        # Both columns read the same way round: above 1 means ours is better by that factor.
+        out += _table(["Ours", "Baseline", f"req/s at c={hi}: ours / baseline",
+                       f"p50 at c={lo}: baseline / ours"], rows)
+        out += ["", "Above 1x: ours is that many times faster (more req/s, lower p50)."]
+        out.append("")
+
+    rows = []
+    for t in (t for t in targets if t.section == "digits"):
+        for conc in t.concurrency:
+            if t.key in summary and conc in summary[t.key]:
+                cell = summary[t.key][conc]
+                json_twin = t.key.replace("-v2-binary", "-v2-json")
+                vs_json = ""
+                if json_twin != t.key and json_twin in summary and conc in summary[json_twin]:
+                    vs_json = _ratio(cell["rps"].median, summary[json_twin][conc]["rps"].median)
+                rows.append([t.label, str(results["payload_bytes"][t.payload]), str(conc),
+                             _fmt(cell["rps"]), _fmt(cell["p50_ms"]), _fmt(cell["p99_ms"]),
+                             str(cell["errors"]), vs_json])
+    if rows:
+        out += ["## Ours: 28x28 digits by protocol", ""]
+        out += _table(["Request", "body bytes", "c", "req/s", "p50 ms", "p99 ms", "errors",
+                       "req/s vs V2 JSON"], rows)
+        out.append("")
+
+    rows = []
+    for t in (t for t in targets if t.section == "batch"):
+        rows_per_request = results["payload_rows"][t.payload]
+        for conc in t.concurrency:
+            if t.key in summary and conc in summary[t.key]:
+                cell = summary[t.key][conc]
+                rps: Stat = cell["rps"]
+                row_stat = Stat(rps.median * rows_per_request, rps.low * rows_per_request,
+                                rps.high * rows_per_request, rps.n)
+                rows.append([t.label, str(conc), _fmt(rps), _fmt(row_stat),
+                             _fmt(cell["p50_ms"]), _fmt(cell["p99_ms"]), str(cell["errors"])])
+    if rows:
+        out += ["## Ours: batches in one request", ""]
+        out += _table(["Request", "c", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], rows)
+        out.append("")
+
+    rows = []
+    for name, info in results["servers"].items():
+        mem = info.get("memory") or {}
+        cold = f"{info['cold_start_s']:.1f}"
+        if "all_ready_s" in info:
+            cold += f" (all versions ready: {info['all_ready_s']:.1f})"
+        rows.append([name, info["summary"], cold,
+                     _num(mem.get("rss_mib", 0.0)), _num(mem.get("pss_mib", 0.0)),
+                     str(mem.get("processes", "?")), info.get("notes") or ""])
+    if rows:
+        out += ["## Servers", ""]
+        out += _table(["Server", "What", "cold start s", "RSS MiB", "PSS MiB", "processes",
+                       "settings"], rows)
+        out += ["", "cold start: process spawn to first successful prediction (on an idle "
+                "core). RSS: sum of VmRSS over the whole process tree after the run (counts "
+                "memory shared by forked workers once per process); PSS splits shared pages "
+                "fairly.", ""]
+
+    m = results["machine"]
+    out += ["## Machine and versions", ""]
+    out += [f"- CPU: {m['cpu_model']}, {m['cpus']} cores; {m['memory_gib']} GiB RAM; "
+            f"kernel {m['kernel']}; load average at start {m['loadavg_at_start']}, "
+            f"at end {m.get('loadavg_at_end', '?')}",
+            f"- Python {m['python']}; {m['wrk']}; repo at {m['git_commit']}"
+            + (" (service/ has uncommitted changes)" if m["service_tree_dirty"] else "")]
+    for venv, info in results["venvs"].items():
+        versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+        install = info.get("install_seconds")
+        extra = f" (venv installed in {install:.0f} s)" if install else ""
+        out.append(f"- {venv}: {versions}{extra}")
+    if cfg.get("ours_args"):
+        out.append(f"- our service started with extra args: `{' '.join(cfg['ours_args'])}`")
+    out.append("")
+    return "\n".join(out)

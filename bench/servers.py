@@ -1,0 +1,212 @@
+"""What is benchmarked: the servers, how each is launched, and the targets they expose.
+
+A *server* is one process tree (started once per run). A *target* is one endpoint of
+a server with one request body; each target is measured at one or more concurrencies.
+Comparisons pair a target of ours with the baseline target doing the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from procs import free_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+BASELINES_DIR = BENCH_DIR / "baselines"
+
+# MLServer adaptive batching for the "mlserver-batch" server, chosen as the best c=32
+# throughput of the settings tried (wine-quality single rows, MLServer on one core, 4 s
+# runs; the machine was shared, so only the ordering is meaningful):
+#   max_batch_size / max_batch_time:  32/0.005 ~140 req/s   16/0.002 ~145   32/0.01 ~250
+#   32/0.02 ~570-600   32/0.03 ~450   32/0.05 ~660-690 (best)   32/0.1 ~495   64/0.05 ~285
+# The price is at c=1: every lone request waits out max_batch_time (p50 ~70 ms vs ~30 ms).
+# Overridable with --mlserver-batch SIZE,SECONDS.
+MLSERVER_BATCH_SIZE = 32
+MLSERVER_BATCH_TIME = 0.05
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    port: int
+    scratch: Path  # private directory for generated config, removed after the run
+    repo: Path
+    python: Path  # interpreter of the server's venv
+    extra_args: tuple[str, ...] = ()  # passed through to our service (e.g. --workers 2)
+    mlserver_batch: tuple[int, float] = (MLSERVER_BATCH_SIZE, MLSERVER_BATCH_TIME)
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)  # added to the inherited environment
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    venv: str | None  # baseline venv (bench/.venvs/<venv>), None for the product's venv
+    summary: str
+    launch: Callable[[LaunchContext], Launch]
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    server: str
+    label: str
+    path: str
+    payload: str
+    concurrency: tuple[int, ...]
+    section: str = "main"  # main | digits | batch
+    min_seconds: float = 0.0  # floor on the measurement window (see run.measure)
+
+
+# --- launchers ----------------------------------------------------------------------
+
+
+def _ours(ctx: LaunchContext) -> Launch:
+    # The product's own entry point and venv (this interpreter runs bench/run.py).
+    argv = [sys.executable, "-m", "service.server", "--port", str(ctx.port),
+            "--repository", str(ctx.repo / "models"), "--log-level", "warning",
+            *ctx.extra_args]
+    return Launch(argv, ctx.repo, notes=" ".join(ctx.extra_args))
+
+
+def _uvicorn(ctx: LaunchContext, app: str, *flags: str) -> list[str]:
+    return [str(ctx.python), "-m", "uvicorn", app, "--app-dir", str(BASELINES_DIR),
+            "--host", "127.0.0.1", "--port", str(ctx.port), "--log-level", "warning",
+            # No access log anywhere: ours has none, and a log line per request would
+            # measure the terminal, not the server.
+            "--no-access-log", *flags]
+
+
+def _floor(ctx: LaunchContext) -> Launch:
+    return Launch(_uvicorn(ctx, "floor_app:app", "--loop", "uvloop", "--http", "httptools",
+                           "--lifespan", "off"), BENCH_DIR)
+
+
+def _tutorial(ctx: LaunchContext) -> Launch:
+    env = {"TUTORIAL_MODEL_PATH": str(ctx.repo / "models/wine-quality/1/model.keras"),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}  # quieter log only; TF threading left at defaults
+    return Launch(_uvicorn(ctx, "tutorial_app:app"), BENCH_DIR, env)
+
+
+def _mlserver_config(ctx: LaunchContext, models: dict[str, Path], batching: bool) -> Launch:
+    """Write settings.json and one model-settings.json per model into the scratch dir.
+
+    Defaults kept: parallel_workers (1 in MLServer 1.7: one inference worker process
+    beside the HTTP process), metrics server and middleware, gzip middleware (inactive:
+    wrk sends no Accept-Encoding), gRPC server. Changed: ports (free ones), debug off
+    (it turns on uvicorn's per-request access log), metrics/env dirs into the scratch dir.
+    """
+    root = ctx.scratch
+    settings = {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": ctx.port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "metrics_dir": str(root / ".metrics"),
+        "environments_dir": str(root / ".envs"),
+    }
+    (root / "settings.json").write_text(json.dumps(settings, indent=2))
+    for name, artifact in models.items():
+        model_dir = root / name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        model_settings: dict[str, object] = {
+            "name": name,
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            # Absolute path to the committed artifact: never copied into bench/.
+            "parameters": {"uri": str(artifact)},
+        }
+        if batching:
+            size, seconds = ctx.mlserver_batch
+            model_settings |= {"max_batch_size": size, "max_batch_time": seconds}
+        (model_dir / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    notes = ""
+    if batching:
+        notes = f"max_batch_size={ctx.mlserver_batch[0]} max_batch_time={ctx.mlserver_batch[1]}"
+    return Launch([str(ctx.python.parent / "mlserver"), "start", str(root)], root, notes=notes)
+
+
+def _mlserver(ctx: LaunchContext) -> Launch:
+    return _mlserver_config(ctx, {
+        "wine-quality": ctx.repo / "models/wine-quality/2/model.joblib",
+        "housing": ctx.repo / "models/housing/2/model.joblib",
+    }, batching=False)
+
+
+def _mlserver_batch(ctx: LaunchContext) -> Launch:
+    return _mlserver_config(ctx, {
+        "wine-quality": ctx.repo / "models/wine-quality/2/model.joblib",
+    }, batching=True)
+
+
+SERVERS: list[Server] = [
+    Server("floor", "floor", "bare ASGI + orjson on uvicorn (uvloop, httptools)", _floor),
+    Server("ours", None, "modelserve (service.server)", _ours),
+    Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
+    Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
+    Server("mlserver-batch", "mlserver", "Seldon MLServer, sklearn runtime, adaptive batching",
+           _mlserver_batch),
+]
+
+C = (1, 32)  # the two headline concurrencies
+WINE_V1 = "/v1/models/wine-quality/versions/1:predict"
+WINE_V2_TFS = "/v1/models/wine-quality/versions/2:predict"
+
+TARGETS: list[Target] = [
+    Target("floor", "floor", "HTTP floor (constant JSON)", WINE_V1, "wine_tfs", C),
+    Target("ours-keras", "ours", "ours: wine v1 Keras, TF-Serving", WINE_V1, "wine_tfs", C),
+    # 0.05-0.2 s per request on one core, so 2-10 s per request at c=32: a shorter window
+    # would complete only a handful of requests.
+    Target("tutorial", "tutorial", "tutorial: wine Keras, FastAPI",
+           "/v1/models/wine-quality:predict", "wine_tfs", C, min_seconds=20),
+    Target("ours-sklearn-tfs", "ours", "ours: wine v2 sklearn, TF-Serving", WINE_V2_TFS,
+           "wine_tfs", C),
+    Target("ours-sklearn-v2", "ours", "ours: wine v2 sklearn, V2",
+           "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
+    Target("mlserver", "mlserver", "MLServer: wine sklearn, V2", "/v2/models/wine-quality/infer",
+           "wine_v2_proba", C),
+    Target("mlserver-batch", "mlserver-batch", "MLServer batching: wine sklearn, V2",
+           "/v2/models/wine-quality/infer", "wine_v2_proba", C),
+    Target("ours-housing-v2", "ours", "ours: housing v2 sklearn, V2",
+           "/v2/models/housing/versions/2/infer", "housing_v2", C),
+    Target("mlserver-housing", "mlserver", "MLServer: housing sklearn, V2",
+           "/v2/models/housing/infer", "housing_v2", C),
+    # Our service only: protocol overhead for 28x28 images, and batched rows. One image
+    # on the latest version (the CNN, whose ~0.5 ms per image dominates), and 64 images
+    # on v1 (the MLP, ~5 us per image) where decoding the body is most of the work.
+    Target("digits-v2-binary", "ours", "digits v2 CNN, 1 image, V2 binary (Triton)",
+           "/v2/models/digits/infer", "digits_v2_binary", (8,), "digits"),
+    Target("digits-v2-json", "ours", "digits v2 CNN, 1 image, V2 JSON",
+           "/v2/models/digits/infer", "digits_v2_json", (8,), "digits"),
+    Target("digits-tfs", "ours", "digits v2 CNN, 1 image, TF-Serving JSON",
+           "/v1/models/digits:predict", "digits_tfs", (8,), "digits"),
+    Target("digits64-v2-binary", "ours", "digits v1 MLP, 64 images, V2 binary (Triton)",
+           "/v2/models/digits/versions/1/infer", "digits64_v2_binary", (8,), "digits"),
+    Target("digits64-v2-json", "ours", "digits v1 MLP, 64 images, V2 JSON",
+           "/v2/models/digits/versions/1/infer", "digits64_v2_json", (8,), "digits"),
+    Target("digits64-tfs", "ours", "digits v1 MLP, 64 images, TF-Serving JSON",
+           "/v1/models/digits/versions/1:predict", "digits64_tfs", (8,), "digits"),
+    Target("batch-sklearn", "ours", "wine v2 sklearn, 256 rows, TF-Serving", WINE_V2_TFS,
+           "wine_tfs_batch", (1, 8), "batch"),
+    Target("batch-keras", "ours", "wine v1 Keras, 256 rows, TF-Serving", WINE_V1,
+           "wine_tfs_batch", (1, 8), "batch"),
+]
+
+# (ours, baseline): same model and job, so the ratio is the product's gain.
+COMPARISONS: list[tuple[str, str]] = [
+    ("ours-keras", "tutorial"),
+    ("ours-sklearn-v2", "mlserver"),
+    ("ours-sklearn-v2", "mlserver-batch"),
+    ("ours-housing-v2", "mlserver-housing"),
+]
+
+FLOOR = "floor"
