@@ -37,7 +37,7 @@ bench-setup: install
 	$(BIN)/python bench/run.py --setup-only
 
 lint: install
-	$(BIN)/ruff check service training tests
+	$(BIN)/ruff check service training tests bench
 
 format: install
 	$(BIN)/ruff format service training tests

@@ -32,6 +32,7 @@ class Signature:
         self.sample_shape = tuple(spec.shape[1:])
         self.feature_names = spec.feature_names
         self.index = {n: i for i, n in enumerate(self.feature_names)}
+        self.output_datatypes = {o.name: o.dtype for o in manifest.outputs}
         if spec.features:
             self.lo = np.array([f.min for f in spec.features])
             self.hi = np.array([f.max for f in spec.features])
@@ -130,7 +131,7 @@ def out_of_range_warnings(sig: Signature, batch: np.ndarray) -> list[dict[str, A
     """Values outside what training saw: served anyway, but reported."""
     if sig.tabular:
         mask = (batch < sig.lo) | (batch > sig.hi)
-        if not mask.any():
+        if not np.count_nonzero(mask):  # a C call; ndarray.any() goes through Python
             return []
         out = []
         for i, j in zip(*np.nonzero(mask), strict=True):
@@ -257,7 +258,7 @@ def _finish(sig: Signature, arr: np.ndarray, field: str) -> np.ndarray:
         raise InvalidInput(_shape_message(sig, arr.shape, field),
                            [detail(field, "wrong shape", expected=[-1, *want],
                                    got=list(arr.shape))])
-    if not np.isfinite(arr).all():
+    if np.count_nonzero(np.isfinite(arr)) != arr.size:
         i, *rest = np.argwhere(~np.isfinite(arr))[0]
         where = f"{field}[{i}]" + (f" {sig.element_name(int(rest[0]))}" if sig.tabular
                                    else "".join(f"[{r}]" for r in rest))

@@ -11,6 +11,7 @@ shape ``[n, k]``) or one tensor per feature (``alcohol``, shape ``[n]`` or ``[n,
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from typing import Any
@@ -25,6 +26,7 @@ from service.errors import InvalidInput, UnsupportedMediaType, detail
 from service.manifest import Framework
 from service.model import LoadedModel
 from service.protocols.common import (
+    BytesResponse,
     Services,
     json_response,
     parse_json,
@@ -256,7 +258,7 @@ def _decode_tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[np.
                            f"model takes numbers.{hint}",
                            [detail(where, "wrong datatype", expected="FP32",
                                    got=str(datatype)[:20])])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact Python ints: np.prod costs µs and can overflow
     params = _parameters(tensor, f"{where}.parameters")
     if "binary_data_size" in params:
         size = params["binary_data_size"]
@@ -335,11 +337,11 @@ def _encode_response(model: LoadedModel, request_id: str | None,
                      outputs: dict[str, np.ndarray], requested: list[tuple[str, bool, int]],
                      warnings: list[dict[str, Any]]) -> Response:
     labels = model.manifest.labels or []
+    datatypes = model.signature.output_datatypes
     tensors_out, blobs = [], []
     for name, as_binary, top_k in requested:
         arr = outputs[name]
-        datatype = OUTPUT_DATATYPES[next(o.dtype for o in model.manifest.outputs
-                                         if o.name == name)]
+        datatype = OUTPUT_DATATYPES[datatypes[name]]
         if top_k:
             arr = _classification(arr, labels, top_k)
             datatype = "BYTES"
@@ -359,9 +361,9 @@ def _encode_response(model: LoadedModel, request_id: str | None,
         body["parameters"] = {"warnings": orjson.dumps(warnings).decode()}
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
-        return Response(header, media_type="application/json")
-    return Response(header + b"".join(blobs), media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(len(header))})
+        return BytesResponse(header)
+    return BytesResponse(header + b"".join(blobs), media_type="application/octet-stream",
+                         headers={"Inference-Header-Content-Length": str(len(header))})
 
 
 def _classification(proba: np.ndarray, labels: list[str], k: int) -> np.ndarray:
