@@ -9,21 +9,38 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
 
-.PHONY: install serve test train lint format clean bench bench-setup
+# Install and start: the Dockerfile runs these same commands (tests/test_deploy.py checks
+# it with `make -n`): the venv and PIP_INSTALL lines, without -e and without the
+# train,dev extras, and SERVE with the same MODELSERVE_HOST / MODELSERVE_PORT.
+PIP_INSTALL := python -m pip install --quiet
+SERVE       := modelserve serve
+
+.PHONY: install serve test test-tools train lint format clean bench bench-setup up down
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/$(PIP_INSTALL) --upgrade pip
+	$(BIN)/$(PIP_INSTALL) -e '.[train,dev]'
 	@touch $@
 
 serve: install
-	$(BIN)/modelserve serve --host $(HOST) --port $(PORT)
+	MODELSERVE_HOST=$(HOST) MODELSERVE_PORT=$(PORT) $(BIN)/$(SERVE)
 
-test: install
+test: install test-tools
 	$(BIN)/python -m pytest
+
+# Debian tools some tests use (tests/test_deploy.py, tests/test_prometheus.py):
+# docker-compose (`config` only, no engine needed) and prometheus. Best effort and quick
+# once installed: if they cannot be installed, those tests skip and say why.
+test-tools:
+	@command -v docker-compose >/dev/null && command -v prometheus >/dev/null \
+	  || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+	       && apt-get update -qq >/dev/null 2>&1 \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	          docker-compose prometheus >/dev/null 2>&1; } \
+	  || echo "test-tools: could not install docker-compose/prometheus; their tests will skip"
 
 train: install
 	$(BIN)/modelserve train all
@@ -35,6 +52,14 @@ bench: install
 
 bench-setup: install
 	$(BIN)/python bench/run.py --setup-only
+
+# The service with Prometheus and Grafana (docker-compose.yml; needs Docker):
+# http://localhost:8000, Prometheus http://localhost:9090, Grafana http://localhost:3000
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
 
 lint: install
 	$(BIN)/ruff check service training tests bench

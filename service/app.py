@@ -11,12 +11,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, openapi
+from service import __version__, lifecycle, openapi
 from service.errors import ApiError
 from service.fastlane import FastLane
 from service.inference import Inference
+from service.observability import logs, metrics
+from service.observability.middleware import ObservabilityMiddleware
 from service.protocols import health, images, tfserving, v2
 from service.protocols.common import Services, json_response
+from service.reloader import Reloader
 from service.repository import Repository
 from service.settings import Settings
 
@@ -29,19 +32,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         svc: Services = app.state.services
+        loop = asyncio.get_running_loop()
+        # The repository calls these from its own thread; batchers belong to the loop.
+        svc.repository.on_unload.append(
+            lambda model: loop.call_soon_threadsafe(svc.inference.forget, model))
+        svc.repository.on_config_change.append(
+            lambda name: loop.call_soon_threadsafe(svc.inference.reconfigure, name))
+        reloader = Reloader(svc.repository, settings.poll_interval_s, settings.load_workers)
+
+        def load_then_watch() -> None:
+            svc.repository.load_all(settings.load_workers)
+            if settings.poll_interval_s > 0:
+                reloader.start()
+
         # Loading runs in threads so /v2/health/live answers while models load.
-        task = asyncio.get_running_loop().run_in_executor(
-            None, svc.repository.load_all, settings.load_workers)
+        task = loop.run_in_executor(None, load_then_watch)
         app.state.loading = task
         if settings.workers > 1:
             # Workers share one listening socket and a worker accepts connections only
             # once its start-up has finished: waiting here means a request never lands
             # on a worker that is still loading while another could serve it.
             await asyncio.shield(task)
+        # SIGTERM (service/server.py): readiness answers 503 while requests drain.
+        undrain = lifecycle.on_drain(lambda: setattr(svc, "draining", True))
         try:
             yield
         finally:
+            undrain()
             await asyncio.shield(task)
+            reloader.stop()
             svc.inference.close()
 
     app = FastAPI(
@@ -52,28 +71,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     repository = Repository(settings.repository, lean=settings.lean_runtimes,
-                            warm_rows=(1, settings.batch_max_rows))
+                            warm_rows=(1, settings.batch_max_rows),
+                            stalled_after_s=settings.incomplete_version_timeout_s)
     app.state.services = Services(settings=settings, repository=repository,
-                                  inference=Inference(settings))
+                                  inference=Inference(settings, repository.config))
     app.include_router(health.router)
     app.include_router(tfserving.router)
     app.include_router(v2.router)
     app.include_router(images.router)
+    metrics.install(app)  # GET /metrics
     _install_error_handlers(app)
     openapi.install(app, app.state.services.repository)
     return app
 
 
-def create_asgi(settings: Settings | None = None) -> FastLane:
+def create_asgi(settings: Settings | None = None) -> ObservabilityMiddleware:
     """The app uvicorn serves: the prediction fast lane in front of FastAPI."""
     settings = settings or Settings()
-    configure_logging(settings)  # again in each worker process (no-op in the first)
-    return FastLane(create_app(settings))
+    configure_logging(settings)  # again in each worker process (replaces the handler)
+    app = create_app(settings)
+    # Outermost, so it sees the fast lane's requests too: request id, metrics, access log.
+    return ObservabilityMiddleware(FastLane(app), app.state.services,
+                                   access_log=settings.access_log)
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

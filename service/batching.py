@@ -83,13 +83,15 @@ class BatchStats:
 class Batcher:
     def __init__(self, label: str, predict: Predict, policy: BatchPolicy,
                  executor: Executor | None = None,
-                 on_batch: Callable[[int, int, float, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, int, float, float], None] | None = None,
+                 on_wait: Callable[[float], None] | None = None) -> None:
         self.label = label
         self.policy = policy
         self.stats = BatchStats()
         self._predict = predict
         self._executor = executor
         self._on_batch = on_batch  # (requests, rows, queue wait s, inference s)
+        self._on_wait = on_wait  # (queue wait s) for each request that reaches the model
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._running = False
@@ -146,6 +148,8 @@ class Batcher:
             self._last_batch_end = time.perf_counter()
         if self._on_batch is not None:
             self._on_batch(1, len(batch), 0.0, self._last_batch_end - started)
+        if self._on_wait is not None:
+            self._on_wait(0.0)
         return out
 
     def _reap(self) -> None:
@@ -256,6 +260,9 @@ class Batcher:
         if self._on_batch is not None:
             wait = started - min(i.queued_at for i in items)
             self._on_batch(len(items), rows, wait, now - started)
+        if self._on_wait is not None:
+            for item in items:
+                self._on_wait(started - item.queued_at)
         if self._queue and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

@@ -26,9 +26,10 @@ from service.protocols.common import json_response
 
 log = logging.getLogger("modelserve.fastlane")
 
-Handler = Callable[[Request, str, "str | None"], Awaitable[Response]]
+Handler = Callable[..., Awaitable[Response]]
 
-_TFSERVING = re.compile(r"^/v1/models/([^/:]+)(?:/versions/([^/:]+))?:(predict|classify|regress)$")
+_TFSERVING = re.compile(
+    r"^/v1/models/([^/:]+)(?:/(versions|labels)/([^/:]+))?:(predict|classify|regress)$")
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _VERBS: dict[str, Handler] = {"predict": tfserving.predict, "classify": tfserving.classify,
                               "regress": tfserving.regress}
@@ -40,17 +41,19 @@ class FastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler, name, version = _match(scope["path"])
+            handler, name, version, label = _match(scope["path"])
             if handler is not None:
-                await self._serve(handler, name, version, scope, receive, send)
+                await self._serve(handler, name, version, label, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(self, handler: Handler, name: str, version: str | None, scope: Scope,
-                     receive: Receive, send: Send) -> None:
+    async def _serve(self, handler: Handler, name: str, version: str | None,
+                     label: str | None, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app  # what Request.app (and so the shared services) reads
         try:
-            response = await handler(Request(scope, receive), name, version)
+            request = Request(scope, receive)
+            response = await (handler(request, name, version) if label is None
+                              else handler(request, name, None, label))
         except ApiError as exc:
             response = json_response(exc.body(), status_code=exc.status_code,
                                      headers=exc.headers)
@@ -67,13 +70,17 @@ class FastLane:
         await send({"type": "http.response.body", "body": response.body})
 
 
-def _match(path: str) -> tuple[Handler | None, str, str | None]:
+def _match(path: str) -> tuple[Handler | None, str, str | None, str | None]:
+    """(handler, model name, version, label) for a prediction path."""
     if path.startswith("/v2/"):
         m = _V2_INFER.match(path)
         if m:
-            return v2.infer_handler, m.group(1), m.group(2)
+            return v2.infer_handler, m.group(1), m.group(2), None
     elif path.startswith("/v1/"):
         m = _TFSERVING.match(path)
         if m:
-            return _VERBS[m.group(3)], m.group(1), m.group(2)
-    return None, "", None
+            name, kind, ref, verb = m.groups()
+            if kind == "labels":
+                return _VERBS[verb], name, None, ref
+            return _VERBS[verb], name, ref, None
+    return None, "", None, None

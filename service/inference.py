@@ -1,23 +1,28 @@
 """Route validated batches to each model version's batcher, creating it on first use
-with that model's batching policy."""
+with that model's batching policy (``batching`` in the model's config.json, else the
+service-wide settings)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from service.batching import Batcher, BatchPolicy, InferenceFailed, Outputs
 from service.model import LoadedModel
-from service.model_config import read_model_config
+from service.model_config import ModelConfig
+from service.observability import metrics
 from service.settings import Settings
 
 __all__ = ["Inference", "InferenceFailed"]
 
 
 class Inference:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 config_for: Callable[[str], ModelConfig] | None = None) -> None:
         self.settings = settings
+        self._config_for = config_for or (lambda name: ModelConfig())
         # CPU-bound work on a 2-core box: more threads than cores only adds contention.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
         self._batchers: dict[int, tuple[LoadedModel, Batcher]] = {}
@@ -26,15 +31,34 @@ class Inference:
         entry = self._batchers.get(id(model))
         if entry is None or entry[0] is not model:
             entry = (model, self._new_batcher(model))
-            self._batchers[id(model)] = entry
-        return await entry[1].submit(batch)
+            if not model.retired:  # a request that resolved it just before it was unloaded
+                self._batchers[id(model)] = entry
+        model.inflight += 1
+        try:
+            return await entry[1].submit(batch)
+        finally:
+            model.inflight -= 1
+
+    def forget(self, model: LoadedModel) -> None:
+        """Drop an unloaded version's batcher (requests still queued in it finish: they
+        hold it)."""
+        entry = self._batchers.get(id(model))
+        if entry is not None and entry[0] is model:
+            del self._batchers[id(model)]
+
+    def reconfigure(self, name: str) -> None:
+        """A model's config changed: its versions get new batchers with the new policy on
+        their next request."""
+        for key, (model, _batcher) in list(self._batchers.items()):
+            if model.name == name:
+                del self._batchers[key]
 
     def batchers(self) -> list[tuple[LoadedModel, Batcher]]:
         return list(self._batchers.values())
 
     def policy(self, model: LoadedModel) -> BatchPolicy:
         s = self.settings
-        cfg = read_model_config(model.folder.parent).batching
+        cfg = self._config_for(model.name).batching
         max_rows = cfg.max_batch_rows or s.batch_max_rows
         execution = cfg.execution or s.execution
         if execution == "auto":
@@ -55,8 +79,11 @@ class Inference:
         )
 
     def _new_batcher(self, model: LoadedModel) -> Batcher:
-        return Batcher(f"Model '{model.name}' version {model.version}", model.predict,
-                       self.policy(model), self._pool)
+        observer = metrics.BatchObserver(model.name, model.version)
+        return observer.watch(Batcher(
+            f"Model '{model.name}' version {model.version}", model.predict,
+            self.policy(model), self._pool, on_batch=observer.on_batch,
+            on_wait=observer.on_wait))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -29,6 +29,10 @@ class LoadedModel:
     engine: Engine | None = None
     # Measured call cost (seconds) by batch rows, from ``warm_up``.
     timings: dict[int, float] = field(default_factory=dict)
+    # Requests between resolve and answer: a retired version is let go at 0.
+    inflight: int = 0
+    # Unloaded from the repository: its batcher is not kept for reuse.
+    retired: bool = False
 
     def __post_init__(self) -> None:
         self._labels = np.asarray(self.manifest.labels or [], dtype=object)

@@ -1,29 +1,46 @@
 """Optional per-model settings: ``<repository>/<name>/config.json``.
 
-Only ``batching`` for now, e.g. ``{"batching": {"max_batch_rows": 32,
-"max_wait_ms": 1, "execution": "thread"}}``; any field left out takes the service-wide
-default from Settings. A file that does not parse is reported in the log and ignored,
-so a typo never takes a serving model down.
+```json
+{
+  "version_policy": {"latest": {"num_versions": 2}},
+  "labels": {"stable": 1, "canary": 2},
+  "traffic": {"stable": 90, "canary": 10},
+  "batching": {"max_batch_rows": 32, "max_wait_ms": 1, "execution": "thread"}
+}
+```
+
+- ``version_policy`` (TF Serving's shape): ``{"all": {}}`` (the default), ``{"latest":
+  {"num_versions": N}}`` or ``{"specific": {"versions": [1, 3]}}``.
+- ``labels``: names for versions, reachable as ``/v1/models/<name>/labels/<label>:predict``
+  and ``/v2/models/<name>/versions/<label>/infer``.
+- ``traffic``: weights by version number or label for requests that name no version
+  (a canary split); without it they go to the newest available version.
+- ``batching``: any field left out takes the service-wide default from Settings.
+
+The file is re-read when it changes. One that does not parse or validate is reported
+(log and model status) and the previous valid config stays in force, so a typo never
+takes a serving model down.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-log = logging.getLogger("modelserve.config")
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 64 * 1024
+LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
-class BatchingConfig(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
+class BatchingConfig(_Strict):
     max_batch_rows: int | None = Field(None, gt=0, le=65536)
     max_wait_ms: float | None = Field(None, ge=0, le=1000)
     max_queue_rows: int | None = Field(None, gt=0)
@@ -31,20 +48,100 @@ class BatchingConfig(BaseModel):
     execution: Literal["auto", "inline", "thread"] | None = None
 
 
-class ModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Latest(_Strict):
+    num_versions: int = Field(1, gt=0, le=1000)
 
+
+class Specific(_Strict):
+    versions: list[int] = Field(min_length=1)
+
+
+class VersionPolicy(_Strict):
+    """Exactly one of ``all``, ``latest``, ``specific``."""
+
+    all: dict | None = None
+    latest: Latest | None = None
+    specific: Specific | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        chosen = [k for k in ("all", "latest", "specific") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of 'all', 'latest', 'specific'")
+        if self.all:
+            raise ValueError("'all' takes no options: {}")
+        return self
+
+    def describe(self) -> str:
+        if self.latest is not None:
+            return f"latest {self.latest.num_versions}"
+        if self.specific is not None:
+            return "specific " + ", ".join(map(str, self.specific.versions))
+        return "all"
+
+    def choose(self, candidates: list[int]) -> set[int]:
+        """The versions to serve among ``candidates`` (complete, not failed)."""
+        if self.latest is not None:
+            return set(sorted(candidates, reverse=True)[: self.latest.num_versions])
+        if self.specific is not None:
+            return set(candidates) & set(self.specific.versions)
+        return set(candidates)
+
+
+class ModelConfig(_Strict):
+    version_policy: VersionPolicy = VersionPolicy(all={})
+    labels: dict[str, int] = Field(default_factory=dict)
+    traffic: dict[str, float] = Field(default_factory=dict)
     batching: BatchingConfig = BatchingConfig()
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, int]) -> dict[str, int]:
+        for label, version in labels.items():
+            if not LABEL_RE.match(label):
+                raise ValueError(f"label {label!r} must be lowercase letters, digits, '-' or "
+                                 "'_', starting with a letter (at most 32)")
+            if version < 1:
+                raise ValueError(f"label {label!r} must name a positive version")
+        return labels
+
+    @model_validator(mode="after")
+    def _traffic(self) -> ModelConfig:
+        for key, weight in self.traffic.items():
+            if not (key.isdigit() or key in self.labels):
+                raise ValueError(f"traffic key {key!r} is neither a version number nor one of "
+                                 f"the labels ({', '.join(self.labels) or 'none defined'})")
+            if weight < 0:
+                raise ValueError(f"traffic weight of {key!r} is negative")
+        if self.traffic and sum(self.traffic.values()) <= 0:
+            raise ValueError("traffic weights must not all be zero")
+        return self
+
+    def traffic_by_version(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for key, weight in self.traffic.items():
+            version = int(key) if key.isdigit() else self.labels[key]
+            out[version] = out.get(version, 0.0) + weight
+        return out
+
+
+class ConfigError(Exception):
+    pass
 
 
 def read_model_config(model_dir: Path) -> ModelConfig:
+    """The model's config, the default when there is none; ConfigError when the file
+    is there but unusable."""
     path = model_dir / CONFIG_FILE
     if not path.is_file():
         return ModelConfig()
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes")
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
         return ModelConfig.model_validate(json.loads(path.read_bytes()))
-    except (OSError, ValueError, ValidationError) as exc:
-        log.error("ignoring %s: %s", path, exc)
-        return ModelConfig()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None

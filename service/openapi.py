@@ -24,8 +24,11 @@ def _examples(repository: Repository, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in repository.names():
         try:
-            model = repository.resolve(name)
-        except Exception:
+            available = repository.view(name).available
+        except Exception:  # removed since names() was read
+            continue
+        model = available[0].model if available else None
+        if model is None:
             continue
         m, sample = model.manifest, model.manifest.samples[0].inputs
         tabular = model.signature.tabular

@@ -71,3 +71,33 @@ class Settings(BaseSettings):
         100.0, ge=0, description="auto execution calls a model directly, without queueing, "
                                  "when it is idle and one row takes at most this long."
     )
+    # Hot reload
+    poll_interval_s: float = Field(
+        1.0, ge=0, description="Seconds between scans of the repository for new, changed "
+                               "or removed versions and config.json edits (0: no hot reload)."
+    )
+    incomplete_version_timeout_s: float = Field(
+        30.0, ge=0, description="A version folder still incomplete (missing or short "
+                                "artifacts) and unchanged this long is reported as failed "
+                                "instead of waited for."
+    )
+    # Observability
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log records as one JSON object per line (json) or as text "
+                            "for humans (text)."
+    )
+    access_log: bool = Field(
+        True, description="One log line per HTTP request (health and metrics probes only at "
+                          "debug level unless they fail)."
+    )
+    # Shutdown
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="After SIGTERM (and shutdown_delay_s), once the listener is "
+                                "closed: how long in-flight requests may take to finish "
+                                "before their connections are closed."
+    )
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, description="After SIGTERM, keep serving this long while readiness answers "
+                               "503, so load balancers take the instance out before the "
+                               "listener closes (a built-in preStop sleep; 0 for local runs)."
+    )

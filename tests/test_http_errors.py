@@ -166,7 +166,8 @@ def test_a_broken_version_does_not_stop_the_others(tmp_path):
     manifest = json.loads((broken / "manifest.json").read_text())
     (broken / "manifest.json").write_text(json.dumps({**manifest, "version": 3}))
     (broken / "model.joblib").write_bytes(b"garbage")
-    server = Server(repo, tmp_path)
+    # A truncated file, not a copy still in progress (which would be waited for).
+    server = Server(repo, tmp_path, env={"MODELSERVE_INCOMPLETE_VERSION_TIMEOUT_S": "0"})
     try:
         server.wait_settled()
         import httpx

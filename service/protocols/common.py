@@ -23,6 +23,8 @@ class Services:
     settings: Settings
     repository: Repository
     inference: Inference
+    # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
+    draining: bool = False
 
 
 def services(request: Request) -> Services:

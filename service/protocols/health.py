@@ -1,4 +1,7 @@
-"""Liveness and readiness, for probes and for KServe V2 clients (200 = true)."""
+"""Liveness and readiness, for probes and for KServe V2 clients (200 = true).
+
+Readiness answers 503 while the service loads, when no version could be loaded, and
+from SIGTERM on (draining); liveness stays 200 until the process exits."""
 
 from __future__ import annotations
 
@@ -11,7 +14,11 @@ router = APIRouter(tags=["Health"])
 
 
 def _ready_response(request: Request) -> Response:
-    repo = services(request).repository
+    svc = services(request)
+    if svc.draining:  # SIGTERM received: load balancers should stop sending requests
+        return json_response({"ready": False, "error": "Not ready: shutting down."},
+                             status_code=503)
+    repo = svc.repository
     if repo.ready:
         return json_response({"ready": True})
     reason = ("models are still loading" if not repo.settled

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from service import images
 from service.errors import InvalidInput, PayloadTooLarge
 from service.protocols.common import json_response, read_body, services
-from service.protocols.tfserving import parse_version
+from service.protocols.tfserving import resolve
 
 router = APIRouter(tags=["Images"])
 
@@ -54,9 +54,10 @@ async def _image_bytes(request: Request, limit: int) -> bytes:
     return data
 
 
-async def _predict_image(request: Request, name: str, version: str | None) -> Response:
+async def _predict_image(request: Request, name: str, version: str | None,
+                         label: str | None = None) -> Response:
     svc = services(request)
-    model = svc.repository.resolve(name, parse_version(version))
+    model = resolve(svc, name, version, label)
     spec = model.manifest.inputs.image
     if spec is None:
         raise InvalidInput(f"'{name}' takes named features, not images; use ':predict'.")
@@ -85,3 +86,10 @@ async def predict_image(request: Request, name: str) -> Response:
              summary="Classify an uploaded digit image (one version)", openapi_extra=_IMAGE_DOC)
 async def predict_image_version(request: Request, name: str, version: str) -> Response:
     return await _predict_image(request, name, version)
+
+
+@router.post("/v1/models/{name}/labels/{label}:predict_image",
+             summary="Classify an uploaded digit image (labelled version)",
+             openapi_extra=_IMAGE_DOC)
+async def predict_image_label(request: Request, name: str, label: str) -> Response:
+    return await _predict_image(request, name, None, label)

@@ -1,8 +1,9 @@
 """TensorFlow Serving REST API: the same paths, bodies and error shape.
 
-``/v1/models/{name}[/versions/{v}]`` (status), ``…/metadata``, ``…:predict`` (row
-``instances`` or columnar ``inputs``), ``…:classify`` and ``…:regress`` (``examples``).
-Versionless requests go to the latest available version.
+``/v1/models/{name}[/versions/{v} | /labels/{label}]`` (status), ``…/metadata``,
+``…:predict`` (row ``instances`` or columnar ``inputs``), ``…:classify`` and
+``…:regress`` (``examples``). Versionless requests go to the model's traffic split
+when its config.json sets one, else to the latest available version.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from service.protocols.common import (
     require_object,
     services,
 )
-from service.repository import State, VersionStatus
+from service.repository import ModelView, State, VersionStatus
 
 router = APIRouter(tags=["TF-Serving REST"])
 
@@ -40,6 +41,11 @@ def parse_version(raw: str | None) -> int | None:
     return int(raw)
 
 
+def resolve(svc: Services, name: str, version: str | None,
+            label: str | None = None) -> LoadedModel:
+    return svc.repository.resolve(name, parse_version(version), label)
+
+
 # --- status and metadata ------------------------------------------------------------
 
 
@@ -47,26 +53,49 @@ def _version_status(s: VersionStatus) -> dict[str, Any]:
     failed = s.state is State.END and bool(s.error)
     return {"version": str(s.version), "state": s.state.value,
             "status": {"error_code": "UNKNOWN" if failed else "OK",
-                       "error_message": s.error if failed else ""}}
+                       "error_message": s.error if failed else s.detail}}
+
+
+def routing_facts(view: ModelView) -> dict[str, Any]:
+    """How requests for the model are routed, from its config.json."""
+    cfg = view.config
+    out: dict[str, Any] = {"version_policy": cfg.version_policy.describe(),
+                           "labels": cfg.labels, "traffic": cfg.traffic,
+                           "available_versions": [s.version for s in view.available]}
+    if view.split is not None:
+        total = sum(view.split.weights.values())
+        out["traffic_now"] = {str(v): round(w / total, 4) for v, w in view.split.weights.items()}
+    if view.config_error:
+        out["config_error"] = view.config_error
+    return out
 
 
 @router.get("/v1/models", summary="Every model with its versions and states")
 async def list_models(request: Request) -> Response:
     repo = services(request).repository
+    views = [repo.view(name) for name in repo.names()]
     return json_response({"models": [
-        {"name": name, "model_version_status": [_version_status(s) for s in repo.statuses(name)]}
-        for name in repo.names()]})
+        {"name": v.name, "model_version_status": [_version_status(s) for s in v.listing()],
+         "modelserve": routing_facts(v)} for v in views]})
 
 
 @router.get("/v1/models/{name}", summary="Status of every version of a model")
 async def model_status(request: Request, name: str) -> Response:
-    statuses = services(request).repository.statuses(name)
-    return json_response({"model_version_status": [_version_status(s) for s in statuses]})
+    view = services(request).repository.view(name)
+    return json_response({"model_version_status": [_version_status(s) for s in view.listing()],
+                          "modelserve": routing_facts(view)})
 
 
 @router.get("/v1/models/{name}/versions/{version}", summary="Status of one version")
 async def version_status(request: Request, name: str, version: str) -> Response:
     status = services(request).repository.status(name, parse_version(version))  # type: ignore[arg-type]
+    return json_response({"model_version_status": [_version_status(status)]})
+
+
+@router.get("/v1/models/{name}/labels/{label}", summary="Status of the labelled version")
+async def label_status(request: Request, name: str, label: str) -> Response:
+    repo = services(request).repository
+    status = repo.status(name, repo.label_version(name, label))
     return json_response({"model_version_status": [_version_status(status)]})
 
 
@@ -106,8 +135,9 @@ def serving_facts(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-async def _metadata(request: Request, name: str, version: str | None) -> Response:
-    model = services(request).repository.resolve(name, parse_version(version))
+async def _metadata(request: Request, name: str, version: str | None,
+                    label: str | None = None) -> Response:
+    model = resolve(services(request), name, version, label)
     m = model.manifest
     signature = {
         "inputs": {m.inputs.name: _tensor_info(m.inputs.name, m.inputs.dtype, m.inputs.shape)},
@@ -129,6 +159,11 @@ async def metadata_latest(request: Request, name: str) -> Response:
 @router.get("/v1/models/{name}/versions/{version}/metadata", summary="Signature and facts")
 async def metadata_version(request: Request, name: str, version: str) -> Response:
     return await _metadata(request, name, version)
+
+
+@router.get("/v1/models/{name}/labels/{label}/metadata", summary="Signature and facts (label)")
+async def metadata_label(request: Request, name: str, label: str) -> Response:
+    return await _metadata(request, name, None, label)
 
 
 # --- predict, classify, regress ---------------------------------------------------------
@@ -162,10 +197,11 @@ def _columns(outputs: dict[str, np.ndarray]) -> Any:
     return {k: _jsonable(v) for k, v in outputs.items()}
 
 
-async def _predict(request: Request, name: str, version: str | None) -> Response:
+async def _predict(request: Request, name: str, version: str | None,
+                   label: str | None = None) -> Response:
     svc = services(request)
     payload = await _read_request(request, svc)
-    model = svc.repository.resolve(name, parse_version(version))
+    model = resolve(svc, name, version, label)
     sig = model.signature
     has_rows, has_cols = "instances" in payload, "inputs" in payload
     if has_rows == has_cols:
@@ -196,11 +232,11 @@ def _example(model: LoadedModel) -> str:
     return "[[0, 0, ...28 values], ...28 rows]"
 
 
-async def _examples_batch(request: Request, name: str, version: str | None,
+async def _examples_batch(request: Request, name: str, version: str | None, label: str | None,
                           task: Task) -> tuple[LoadedModel, np.ndarray, Services]:
     svc = services(request)
     payload = await _read_request(request, svc)
-    model = svc.repository.resolve(name, parse_version(version))
+    model = resolve(svc, name, version, label)
     verb = "classify" if task is Task.CLASSIFICATION else "regress"
     if not model.signature.tabular:
         raise InvalidInput(f"'{verb}' takes named features and '{name}' takes images; "
@@ -224,8 +260,10 @@ async def _examples_batch(request: Request, name: str, version: str | None,
     return model, batch, svc
 
 
-async def _classify(request: Request, name: str, version: str | None) -> Response:
-    model, batch, svc = await _examples_batch(request, name, version, Task.CLASSIFICATION)
+async def _classify(request: Request, name: str, version: str | None,
+                    label: str | None = None) -> Response:
+    model, batch, svc = await _examples_batch(request, name, version, label,
+                                              Task.CLASSIFICATION)
     proba = (await svc.inference.predict(model, batch))["probabilities"]
     labels = model.manifest.labels or []
     body: dict[str, Any] = {"results": [[[label, p] for label, p in zip(labels, row,
@@ -237,8 +275,9 @@ async def _classify(request: Request, name: str, version: str | None) -> Respons
     return json_response(body, headers=_version_header(model))
 
 
-async def _regress(request: Request, name: str, version: str | None) -> Response:
-    model, batch, svc = await _examples_batch(request, name, version, Task.REGRESSION)
+async def _regress(request: Request, name: str, version: str | None,
+                   label: str | None = None) -> Response:
+    model, batch, svc = await _examples_batch(request, name, version, label, Task.REGRESSION)
     values = (await svc.inference.predict(model, batch))["value"]
     body: dict[str, Any] = {"results": values}
     warnings = tensors.out_of_range_warnings(model.signature, batch)
@@ -258,10 +297,16 @@ for _verb, _handler in (("predict", _predict), ("classify", _classify), ("regres
         async def versioned(request: Request, name: str, version: str) -> Response:
             return await handler(request, name, version)
 
+        async def labelled(request: Request, name: str, label: str) -> Response:
+            return await handler(request, name, None, label)
+
         router.add_api_route(f"/v1/models/{{name}}:{verb}", latest, methods=["POST"],
                              name=f"{verb}_latest", summary=f"{verb.capitalize()} (latest)")
         router.add_api_route(f"/v1/models/{{name}}/versions/{{version}}:{verb}", versioned,
                              methods=["POST"], name=f"{verb}_version",
                              summary=f"{verb.capitalize()} (one version)")
+        router.add_api_route(f"/v1/models/{{name}}/labels/{{label}}:{verb}", labelled,
+                             methods=["POST"], name=f"{verb}_label",
+                             summary=f"{verb.capitalize()} (labelled version, e.g. canary)")
 
     _bind()

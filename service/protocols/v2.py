@@ -5,6 +5,9 @@ followed by raw little-endian tensor bytes, ``Inference-Header-Content-Length`` 
 where the JSON ends, and each binary input carries ``parameters.binary_data_size``
 instead of ``data``. It sets no Content-Type, so none is required here.
 
+``/versions/{v}`` also takes a version label from the model's config.json
+(``/v2/models/wine-quality/versions/canary/infer``): V2 has no label route of its own.
+
 A tabular model takes either one tensor named after its input (``features``,
 shape ``[n, k]``) or one tensor per feature (``alcohol``, shape ``[n]`` or ``[n, 1]``).
 """
@@ -25,6 +28,7 @@ from service import __version__, tensors
 from service.errors import InvalidInput, UnsupportedMediaType, detail
 from service.manifest import Framework
 from service.model import LoadedModel
+from service.model_config import LABEL_RE
 from service.protocols.common import (
     BytesResponse,
     Services,
@@ -63,8 +67,15 @@ async def server_metadata() -> Response:
                           "extensions": EXTENSIONS})
 
 
+def resolve(svc: Services, name: str, version: str | None) -> LoadedModel:
+    """The version a V2 path names: a number, a label, or (None) the default route."""
+    if version is not None and not version.isdigit() and LABEL_RE.match(version):
+        return svc.repository.resolve(name, label=version)
+    return svc.repository.resolve(name, parse_version(version))
+
+
 def _model_metadata(svc: Services, name: str, version: str | None) -> dict[str, Any]:
-    model = svc.repository.resolve(name, parse_version(version))
+    model = resolve(svc, name, version)
     m = model.manifest
     versions = [str(s.version) for s in svc.repository.statuses(name)
                 if s.state is State.AVAILABLE]
@@ -91,7 +102,7 @@ async def model_version_metadata(request: Request, name: str, version: str) -> R
 
 
 def _ready(svc: Services, name: str, version: str | None) -> Response:
-    svc.repository.resolve(name, parse_version(version))  # 404 / 503 when not ready
+    resolve(svc, name, version)  # 404 / 503 when not ready
     return Response(status_code=200)
 
 
@@ -125,7 +136,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     header, binary = _split_body(request, body)
     payload = require_object(parse_json(header, "inference request header"),
                              "inference request")
-    model = svc.repository.resolve(name, parse_version(version))
+    model = resolve(svc, name, version)
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string.")

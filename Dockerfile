@@ -1,0 +1,74 @@
+# modelserve: the service and the committed models; no training or development tools.
+#
+#   docker build -t modelserve:0.1.0 .
+#   docker run --rm -p 8000:8000 modelserve:0.1.0
+#   docker run --rm -p 8000:8000 -v "$PWD/models:/opt/modelserve/models:ro" modelserve:0.1.0
+#
+# Installed and started like `make install` / `make serve` (tests/test_deploy.py checks
+# that they agree): the same venv and pip commands, here without -e and without the
+# train,dev extras, and the same `modelserve serve` command, its host and port given as
+# the same MODELSERVE_* variables the Makefile sets. Every setting is a MODELSERVE_*
+# variable (README "Configuration"): `docker run -e MODELSERVE_WORKERS=2 ...`.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: a virtualenv with the package and its runtime dependencies only ---------------
+FROM ${PYTHON_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+# pip is upgraded unpinned, as the Makefile does; the dependencies that matter are pinned
+# in pyproject.toml.
+# hadolint ignore=DL3013
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --quiet --upgrade pip
+COPY pyproject.toml README.md ./
+COPY service ./service
+RUN /opt/venv/bin/python -m pip install --quiet .
+
+# --- runtime -----------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+
+LABEL org.opencontainers.image.title="modelserve" \
+      org.opencontainers.image.description="Versioned Keras and scikit-learn models over TF-Serving REST and KServe V2" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+RUN groupadd --system --gid 10001 modelserve \
+    && useradd --system --uid 10001 --gid modelserve --home-dir /home/modelserve \
+       --create-home --shell /usr/sbin/nologin modelserve
+
+COPY --from=build /opt/venv /opt/venv
+# Baked-in models, owned by root and read-only for the service. Mount another repository
+# at the same path to serve it instead (read-only is enough: the service only reads it and
+# polls it for new versions).
+COPY models /opt/modelserve/models
+
+# MODELSERVE_INFERENCE_THREADS pins TensorFlow / OpenMP / BLAS threads (the service sets
+# OMP_NUM_THREADS etc. from it before they load). /tmp is the only place written to: the
+# numba cache of the compiled tree walk, and the metrics files of several workers; the
+# root filesystem may be read-only (Kubernetes: an emptyDir at /tmp).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    MODELSERVE_REPOSITORY=/opt/modelserve/models \
+    MODELSERVE_HOST=0.0.0.0 \
+    MODELSERVE_PORT=8000 \
+    MODELSERVE_INFERENCE_THREADS=1
+
+WORKDIR /opt/modelserve
+USER 10001:10001
+EXPOSE 8000
+
+# Ready = every version loaded or failed and at least one serves (503 before, and while
+# draining after SIGTERM). The slim image has no curl: Python's urllib raises on non-2xx.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('MODELSERVE_PORT', '8000'), timeout=2)"]
+
+# SIGTERM (docker stop, Kubernetes) starts the graceful drain: MODELSERVE_SHUTDOWN_DELAY_S,
+# then up to MODELSERVE_SHUTDOWN_GRACE_S for in-flight requests. Extra arguments are
+# `modelserve serve` flags: docker run modelserve:0.1.0 --log-level debug
+ENTRYPOINT ["/opt/venv/bin/modelserve", "serve"]
+CMD []

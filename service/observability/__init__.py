@@ -1,0 +1,1 @@
+"""What operators watch: per-request context, structured logs and Prometheus metrics."""
