@@ -40,7 +40,8 @@ from service.folders import (
     idle_seconds,
     incomplete,
 )
-from service.loader import load_version
+from service.integrity import verify_artifacts
+from service.loader import load_version, read_manifest
 from service.model import LoadedModel
 from service.model_config import CONFIG_FILE, ConfigError, ModelConfig, read_model_config
 from service.observability.context import note_model
@@ -127,6 +128,7 @@ class Repository:
         self._versions: dict[str, dict[int, VersionStatus]] = {}   # poll thread only
         self._configs: dict[str, _ConfigFile] = {}                 # poll thread only
         self._views: dict[str, ModelView] = {}                     # swapped whole
+        self._splits: dict[str, WeightedSplit] = {}
         self._poll_lock = threading.Lock()
         self._publish_lock = threading.Lock()  # loader threads publish as they finish
         # Until the first scan has listed the folders, "every version settled" would be
@@ -235,9 +237,7 @@ class Repository:
             return
         if status.state is State.AVAILABLE:
             if fp != previous and previous is not None:
-                log.warning("model %s version %d: files changed on disk after loading; "
-                            "still serving what was verified at load", status.name,
-                            status.version)
+                self._recheck(status)
             return
         if status.state is State.END and status.error and fp == previous:
             return  # failed: retried only once the folder changes
@@ -266,10 +266,34 @@ class Repository:
         elif status.state is State.START:
             status.detail = ""
 
+    def _recheck(self, status: VersionStatus) -> None:
+        """A serving version's files changed on disk: verify them again. What serves
+        stays the copy verified at load; the status says whether a reload (or restart)
+        would now refuse the folder, and why."""
+        model = status.model
+        try:
+            manifest = read_manifest(status.folder)
+            if model is not None and manifest.artifacts != model.manifest.artifacts:
+                raise ModelLoadError(status.folder / "manifest.json",
+                                     "the manifest now lists different artifacts")
+            verify_artifacts(status.folder, manifest.artifacts)
+        except ModelLoadError as exc:
+            status.detail = (f"files changed on disk after loading: {exc}; still serving the "
+                             "copy verified at load, a reload would refuse it")
+            log.error("model %s version %d: %s", status.name, status.version, status.detail)
+            return
+        if status.detail:
+            log.info("model %s version %d: files on disk verify again", status.name,
+                     status.version)
+        status.detail = ""
+
     def _apply_policies(self) -> list[VersionStatus]:
         """Decide per model which versions serve; return the ones to load now."""
         to_load = []
         for name, versions in self._versions.items():
+            if name in self._held:  # unloaded by an administrator (hold)
+                self._hold_versions(versions)
+                continue
             policy = self._configs[name].config.version_policy if name in self._configs \
                 else ModelConfig().version_policy
             # Candidates: complete folders that have not failed.
@@ -369,7 +393,16 @@ class Repository:
                         if any(s.version == v for s in available)}
                 # A weighted version that is not available gives its share to the others.
                 if sum(live.values()) > 0:
-                    split = WeightedSplit(live)
+                    # The same split object across scans while the weights stay the same:
+                    # a fresh one would restart the round-robin cycle at every scan.
+                    old = self._splits.get(name)
+                    same = old is not None and old.weights == {v: w for v, w in live.items()
+                                                               if w > 0}
+                    split = old if same else WeightedSplit(live)
+            if split is None:
+                self._splits.pop(name, None)
+            else:
+                self._splits[name] = split
             views[name] = ModelView(name, listed, available, entry.config, entry.error, split)
         return views
 
@@ -464,3 +497,23 @@ class Repository:
         known = ", ".join(self.names()) or "none"
         shown = name if len(name) <= 64 else name[:64] + "…"
         return f"Model '{shown}' not found; models served here: {known}."
+
+    # --- model management (service/protocols/repository_api.py) -----------------------
+
+    _held: frozenset[str] = frozenset()  # models an administrator unloaded
+
+    def hold(self, name: str, held: bool) -> None:
+        """Stop serving ``name`` until released (``held=False``); applied by the next
+        ``poll()``: its versions go UNLOADING (in-flight requests finish) then END."""
+        self._held = self._held | {name} if held else self._held - {name}
+
+    def _hold_versions(self, versions: dict[int, VersionStatus]) -> None:
+        why = "unloaded by an administrator"
+        for status in versions.values():
+            if status.state is State.AVAILABLE:
+                status.state, status.detail = State.UNLOADING, why
+                log.info("model %s version %d: unloading (%s)", status.name,
+                         status.version, why)
+            elif status.state in (State.START, State.END) and not status.error \
+                    and not status.detail.startswith("waiting"):
+                status.state, status.detail, status.model = State.END, why, None
