@@ -99,10 +99,26 @@ def strict_server(tmp_path_factory):
 
 
 def test_full_queue_gives_503_with_retry_after_and_timeouts_give_504(strict_server):
+    # Binary tensors: parsing costs well under a millisecond, so the eight requests reach
+    # the batcher while the first one's 200 rows are still running (JSON bodies this big
+    # took tens of ms each to parse on a busy machine: each then found the queue empty).
     image = np.zeros((200, 28, 28), dtype=np.float32)
-    body = {"inputs": [{"name": "image", "shape": [200, 28, 28], "datatype": "FP32",
-                        "data": image.reshape(-1).tolist()}]}
-    responses = _send_all(strict_server.url, [("/v2/models/digits/infer", body)] * 8)
+    header = json.dumps({"inputs": [{"name": "image", "shape": [200, 28, 28],
+                                     "datatype": "FP32",
+                                     "parameters": {"binary_data_size": image.nbytes}}]})
+    content = header.encode() + image.tobytes()
+
+    async def main():
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(base_url=strict_server.url, timeout=30,
+                                     limits=limits) as c:
+            return await asyncio.gather(*(c.post(
+                "/v2/models/digits/infer", content=content,
+                headers={"Content-Type": "application/octet-stream",
+                         "Inference-Header-Content-Length": str(len(header))})
+                for _ in range(8)))
+
+    responses = asyncio.run(main())
     codes = [r.status_code for r in responses]
     assert all(r.status_code != 400 for r in responses), responses[0].text
     assert 503 in codes and 504 in codes, codes

@@ -18,7 +18,11 @@ import json
 import logging
 import os
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -104,7 +108,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     for handler in list(root.handlers):
         if getattr(handler, HANDLER_MARK, False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_log_stream())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     setattr(handler, HANDLER_MARK, True)
     root.addHandler(handler)
@@ -116,6 +120,58 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     logging.logThreads = False
     logging.logMultiprocessing = False
     _route_uvicorn_to_root()
+
+
+_stream: Any = None
+
+
+def _log_stream() -> Any:
+    """Our own duplicate of standard error for the handler, so that ``native_stderr``
+    can point file descriptor 2 elsewhere without taking our records with it."""
+    global _stream
+    if _stream is None:
+        try:
+            fd = os.dup(sys.stderr.fileno())
+            _stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8",
+                                errors="backslashreplace")
+        except (OSError, ValueError, AttributeError):  # no real fd (e.g. under pytest)
+            _stream = sys.stderr
+    return _stream
+
+
+_native_lock = threading.Lock()
+_NATIVE_LEVELS = {"E": logging.ERROR, "F": logging.CRITICAL, "W": logging.WARNING}
+
+
+@contextmanager
+def native_stderr(logger_name: str) -> Iterator[None]:
+    """Collect what native code writes straight to file descriptor 2 while the block
+    runs (TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL until absl is
+    initialised) and log it afterwards as records of ``logger_name``, one per line, so
+    every line the server writes stays in the configured format."""
+    with _native_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                text = tmp.read().decode("utf-8", "replace")
+    logger = logging.getLogger(logger_name)
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            # glog's "I0000 ...", "W0000 ...", or a plain "WARNING: ..." line.
+            level = _NATIVE_LEVELS.get(line[0], logging.INFO)
+            logger.log(level, "%s", line)
 
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")

@@ -7,6 +7,7 @@ is traced once at load time and then costs well under a millisecond.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,24 @@ import numpy as np
 
 from service.errors import ModelLoadError
 from service.manifest import Manifest
+from service.observability.logs import native_stderr
 from service.runtimes.base import Runtime
+
+_import_lock = threading.Lock()
+
+
+def _import() -> tuple[Any, Any]:
+    """tensorflow and keras, imported once with TensorFlow's native start-up lines
+    turned into log records (they would break one-JSON-object-per-line logs)."""
+    with _import_lock, native_stderr("tensorflow"):  # a no-op wait once imported
+        import keras
+        import tensorflow as tf
+    return tf, keras
 
 
 class KerasRuntime(Runtime):
     def __init__(self, model: Any, input_shape: list[int]) -> None:
-        import tensorflow as tf
+        tf, _ = _import()
 
         self.model = model
         signature = tf.TensorSpec(shape=[None, *input_shape[1:]], dtype=tf.float32)
@@ -32,8 +45,7 @@ class KerasRuntime(Runtime):
 
     @classmethod
     def load(cls, path: Path, manifest: Manifest) -> KerasRuntime:
-        import keras
-
+        _, keras = _import()
         try:
             # safe_mode refuses Lambda layers and other arbitrary-code deserialization.
             model = keras.saving.load_model(path, compile=False, safe_mode=True)
