@@ -11,13 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, lifecycle, openapi
+from service import __version__, admission, lifecycle, openapi, security
 from service.errors import ApiError
 from service.fastlane import FastLane
 from service.inference import Inference
 from service.observability import logs, metrics
 from service.observability.middleware import ObservabilityMiddleware
-from service.protocols import health, images, tfserving, v2
+from service.protocols import health, images, repository_api, tfserving, v2
 from service.protocols.common import Services, json_response
 from service.reloader import Reloader
 from service.repository import Repository
@@ -79,9 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tfserving.router)
     app.include_router(v2.router)
     app.include_router(images.router)
+    app.include_router(repository_api.router)  # admin key; 404 when none configured
     metrics.install(app)  # GET /metrics
     _install_error_handlers(app)
-    openapi.install(app, app.state.services.repository)
+    openapi.install(app, app.state.services.repository,
+                    secured=any(security.configured(settings)))
     return app
 
 
@@ -91,8 +93,11 @@ def create_asgi(settings: Settings | None = None) -> ObservabilityMiddleware:
     configure_logging(settings)  # again in each worker process (replaces the handler)
     app = create_app(settings)
     # Outermost, so it sees the fast lane's requests too: request id, metrics, access log.
-    return ObservabilityMiddleware(FastLane(app), app.state.services,
-                                   access_log=settings.access_log)
+    # Access control inside it (refusals are logged and counted), in front of the fast
+    # lane; not there at all when no key is configured. Admission control before both:
+    # shedding load must cost as little as possible.
+    inner = admission.wrap(security.wrap(FastLane(app), settings), settings)
+    return ObservabilityMiddleware(inner, app.state.services, access_log=settings.access_log)
 
 
 def configure_logging(settings: Settings) -> None:

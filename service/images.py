@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 FORMATS = {"PNG", "JPEG"}
+MAX_ASPECT = 50  # a 20000x1 strip holds no digit
 _INK_THRESHOLD = 0.2  # fraction of full ink that counts as part of the digit
 
 
@@ -36,11 +37,19 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
             if w * h > max_pixels:
                 raise PayloadTooLarge(f"The image is {w}x{h} = {w * h} pixels; the limit is "
                                       f"{max_pixels} pixels.")
+            if max(w, h) > MAX_ASPECT * min(w, h):
+                raise InvalidInput(f"The image is {w}x{h} pixels: too narrow to hold a digit "
+                                   f"(the longer side may be at most {MAX_ASPECT} times the "
+                                   "shorter).")
             if getattr(img, "n_frames", 1) > 1:
                 raise InvalidInput("Animated images are not accepted; send a single frame.")
             img.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard, for headers far past any sane size: name the size, not the
+        # format (it is a PNG or a JPEG; just an absurdly large one).
+        raise PayloadTooLarge(f"The image is too large: {str(exc).split(',')[0]}; the limit "
+                              f"is {max_pixels} pixels.") from None
+    except UnidentifiedImageError as exc:
         raise UnsupportedMediaType(f"The upload is not a readable PNG or JPEG image "
                                    f"({type(exc).__name__}).") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -48,7 +48,11 @@ def _examples(repository: Repository, path: str) -> dict[str, Any]:
     return out
 
 
-def install(app: FastAPI, repository: Repository) -> None:
+def install(app: FastAPI, repository: Repository, *, secured: bool = False) -> None:
+    """``secured`` (API or admin keys configured): the schema is open to read, so it
+    carries no per-model examples (no model names) and declares the two ways to send a
+    key, which Swagger UI's "Authorize" button then fills in."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -56,12 +60,30 @@ def install(app: FastAPI, repository: Repository) -> None:
                              description=app.description, routes=app.routes)
         for path, operations in schema["paths"].items():
             post = operations.get("post")
-            examples = _examples(repository, path) if post else {}
+            examples = _examples(repository, path) if post and not secured else {}
             if examples:
                 post["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"type": "object"}, "examples": examples}}}
+        if secured:
+            _declare_keys(schema)
         if repository.settled:
             app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_OPEN = ("/v2/health/", "/healthz", "/readyz")
+
+
+def _declare_keys(schema: dict[str, Any]) -> None:
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "Authorization: Bearer <key>"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    schema["security"] = [{"bearer": []}, {"apiKey": []}]
+    for path, operations in schema["paths"].items():
+        if path.startswith(_OPEN):
+            for operation in operations.values():
+                operation["security"] = []  # probes stay open

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELSERVE_"
@@ -100,4 +100,42 @@ class Settings(BaseSettings):
         0.0, ge=0, description="After SIGTERM, keep serving this long while readiness answers "
                                "503, so load balancers take the instance out before the "
                                "listener closes (a built-in preStop sleep; 0 for local runs)."
+    )
+    # Overload
+    max_inflight: int = Field(
+        256, ge=0, description="Most requests one worker process works on at once (health "
+                               "probes and /metrics not counted); past it: 503 with "
+                               "Retry-After at once, so admitted requests keep a bounded "
+                               "latency under overload (0: no limit)."
+    )
+    # Access control
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated API keys for prediction and metadata "
+                                   "(sent as 'Authorization: Bearer <key>' or 'X-API-Key'); "
+                                   "none configured: those endpoints are open."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one per line ('#' comments allowed)."
+    )
+    admin_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated admin keys for model management "
+                                   "(/v2/repository/..., /admin/reload), which is off "
+                                   "(404) while no admin key is configured."
+    )
+    admin_keys_file: Path | None = Field(
+        None, description="File of admin keys, one per line ('#' comments allowed)."
+    )
+    rate_limit_per_s: float = Field(
+        0.0, ge=0, description="Requests per second allowed per key, per process (0: no "
+                               "limit); over it: 429 with Retry-After."
+    )
+    rate_limit_burst: int = Field(
+        0, ge=0, description="Requests a key may send at once before the rate applies "
+                             "(0: the rate rounded up, at least 1)."
+    )
+    # Slow clients
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a client may take to send a request body, counted "
+                                "from its first read; then 408 and the connection is closed "
+                                "(slowloris-style drip feeds)."
     )

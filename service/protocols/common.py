@@ -3,6 +3,7 @@ objects the app shares (repository, settings, inference)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import ApiError, InvalidInput, PayloadTooLarge
 from service.inference import Inference
 from service.repository import Repository
 from service.settings import Settings
@@ -33,7 +34,8 @@ def services(request: Request) -> Services:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes (before
-    reading it all when Content-Length already says so)."""
+    reading it all when Content-Length already says so), and with 408 (connection closed)
+    when it has not all arrived ``body_timeout_s`` after the read began."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
@@ -42,19 +44,68 @@ async def read_body(request: Request, limit: int) -> bytes:
     # than the read itself for a small body.
     receive = request.receive
     chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    timeout = services(request).settings.body_timeout_s
+    task = _deadline(timeout)  # slow clients: a deadline for the whole body
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except asyncio.CancelledError:
+        if task not in _expired:
+            raise
+        _expired.discard(task)
+        task.uncancel()
+        raise RequestTimeout(f"The request body did not arrive within {timeout:g} s "
+                             f"({size} bytes received).",
+                             headers={"Connection": "close"}) from None
+    finally:
+        _reading.pop(task, None)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class RequestTimeout(ApiError):
+    status_code = 408
+
+
+# Body reads in progress and their deadlines, enforced by one sweeper task per event loop
+# (cancelling a read past its deadline) rather than by a timer per request: arming and
+# disarming asyncio.timeout costs ~7 µs, a dict entry well under 1 µs.
+_reading: dict[asyncio.Task, float] = {}
+_expired: set[asyncio.Task] = set()
+_sweeper: asyncio.Task | None = None
+
+
+def _deadline(timeout: float) -> asyncio.Task:
+    global _sweeper
+    task = asyncio.current_task()
+    loop = task.get_loop()
+    _reading[task] = loop.time() + timeout
+    if _sweeper is None or _sweeper.done() or _sweeper.get_loop() is not loop:
+        _sweeper = loop.create_task(_sweep(loop, min(1.0, timeout / 4)))
+    return task
+
+
+async def _sweep(loop: asyncio.AbstractEventLoop, step: float) -> None:
+    idle_until = loop.time() + 60  # then stop; the next read starts a sweeper again
+    while _reading or loop.time() < idle_until:
+        if _reading:
+            idle_until = loop.time() + 60
+        await asyncio.sleep(step)
+        now = loop.time()
+        for task, deadline in list(_reading.items()):
+            if deadline <= now and task.get_loop() is loop:
+                del _reading[task]
+                _expired.add(task)
+                task.cancel()
 
 
 def parse_json(body: bytes, what: str = "request body") -> Any:
@@ -70,7 +121,7 @@ def parse_json(body: bytes, what: str = "request body") -> Any:
         return json.loads(body)
     except RecursionError:
         raise InvalidInput(f"The {what} is nested too deeply.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number
         raise InvalidInput(f"The {what} is not valid JSON: {exc}.") from None
 
 
@@ -101,5 +152,14 @@ class BytesResponse(Response):
 
 def json_response(content: Any, status_code: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
-    return BytesResponse(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-                         status_code=status_code, headers=headers)
+    try:
+        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # orjson.JSONEncodeError
+        # What orjson refuses but a client can put in an echoed value: a lone surrogate
+        # (\ud800) in a name, an integer past 64 bits in an error's details.
+        body = json.dumps(content, ensure_ascii=True, default=_plain).encode()
+    return BytesResponse(body, status_code=status_code, headers=headers)
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from service import images
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.protocols.common import json_response, read_body, services
 from service.protocols.tfserving import resolve
 
@@ -31,12 +31,34 @@ _IMAGE_DOC: dict[str, Any] = {
 }
 
 
-async def _image_bytes(request: Request, limit: int) -> bytes:
+# Content types a raw body or a multipart part may declare. Unlabelled bytes
+# (none, application/octet-stream) are identified by their content.
+_DECLARED = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG",
+             "image/pjpeg": "JPEG"}
+_SNIFFED = {"", "application/octet-stream", "image/*", "*/*"}
+
+
+def _check_declared(ctype: str, fmt: str | None = None) -> None:
+    """415 for a body labelled as something other than the image it is: a non-image
+    Content-Type, or image/png on a JPEG (and the reverse)."""
+    if ctype in _SNIFFED:
+        return
+    declared = _DECLARED.get(ctype)
+    if declared is None:
+        raise UnsupportedMediaType(f"Content-Type '{ctype[:40]}' is not accepted; send "
+                                   "image/png or image/jpeg (or multipart/form-data with the "
+                                   "image as 'file').")
+    if fmt is not None and fmt != declared:
+        raise UnsupportedMediaType(f"Content-Type says {ctype} but the image is a {fmt}; "
+                                   "send the matching Content-Type.")
+
+
+async def _image_bytes(request: Request, limit: int) -> tuple[bytes, str]:
     # Multipart overhead is small; the body limit keeps parsing bounded either way.
     body = await read_body(request, limit + 64 * 1024)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "multipart/form-data":
-        data = body
+        data, declared = body, ctype
     else:
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
@@ -49,9 +71,11 @@ async def _image_bytes(request: Request, limit: int) -> bytes:
         if not files:
             raise InvalidInput("The multipart form has no file; send it as 'file'.")
         data = await files[0].read()
+        declared = (files[0].content_type or "").split(";")[0].strip().lower()
     if len(data) > limit:
         raise PayloadTooLarge(f"The image is {len(data)} bytes; the limit is {limit}.")
-    return data
+    _check_declared(declared)
+    return data, declared
 
 
 async def _predict_image(request: Request, name: str, version: str | None,
@@ -61,8 +85,9 @@ async def _predict_image(request: Request, name: str, version: str | None,
     spec = model.manifest.inputs.image
     if spec is None:
         raise InvalidInput(f"'{name}' takes named features, not images; use ':predict'.")
-    data = await _image_bytes(request, svc.settings.max_image_bytes)
+    data, declared = await _image_bytes(request, svc.settings.max_image_bytes)
     img = images.decode(data, max_pixels=svc.settings.max_image_pixels)
+    _check_declared(declared, img.format)
     pixels = images.to_mnist(img, value_max=spec.value_max)
     out = await svc.inference.predict(model, pixels[None])
     body: dict[str, Any] = {

@@ -36,7 +36,7 @@ _DTYPES = {"float32": "DT_FLOAT", "int64": "DT_INT64", "string": "DT_STRING"}
 def parse_version(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
         raise InvalidInput(f"Version must be a positive integer, got '{raw[:20]}'.")
     return int(raw)
 

@@ -175,7 +175,7 @@ def _split_body(request: Request, body: bytes) -> tuple[bytes, bytes]:
     raw = request.headers.get(HEADER_LENGTH)
     if raw is None:
         return body, b""
-    if not raw.strip().isdigit():
+    if not (raw.strip().isascii() and raw.strip().isdigit()) or len(raw) > 18:
         raise InvalidInput(f"Inference-Header-Content-Length must be a byte count, "
                            f"got '{raw[:20]}'.")
     n = int(raw)
@@ -257,12 +257,12 @@ def _decode_tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[np.
     where = f"inputs[{i}]" + (f" ('{name[:40]}')" if isinstance(name, str) else "")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"{where}: 'name' must be a non-empty string.")
-    if (not isinstance(shape, list) or not shape
+    if (not isinstance(shape, list) or not shape or len(shape) > 8
             or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31
                        for d in shape)):
         raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, "
                            f"got {str(shape)[:60]}.")
-    if datatype not in NUMERIC:
+    if not isinstance(datatype, str) or datatype not in NUMERIC:
         hint = (" Send numbers as FP32." if datatype in ALL_DATATYPES else
                 f" Valid datatypes: {', '.join(ALL_DATATYPES)}.")
         raise InvalidInput(f"{where}: datatype {str(datatype)[:20]!r} is not accepted; the "
