@@ -85,5 +85,8 @@ def run(url: str, body_file: Path, headers: tuple[str, ...], *, concurrency: int
 
 
 def version() -> str:
-    proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    try:
+        proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return "not installed"
     return (proc.stdout or proc.stderr).splitlines()[0].split(" Copyright")[0].strip()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import ApiError
+from service.observability import context
 
 log = logging.getLogger("modelserve.batching")
 
@@ -66,6 +67,9 @@ class _Pending:
     future: asyncio.Future[Outputs]
     queued_at: float
     deadline: float
+    # For its error log line: results are delivered from a callback that runs in the
+    # context of whichever request started the batch, not this one's.
+    request_id: str = ""
 
 
 @dataclass
@@ -119,7 +123,9 @@ class Batcher:
                 headers={"Retry-After": "1"})
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        item = _Pending(batch, loop.create_future(), now, loop.time() + self.policy.timeout)
+        info = context.current()
+        item = _Pending(batch, loop.create_future(), now, loop.time() + self.policy.timeout,
+                        info.request_id if info is not None else "")
         self._queue.append(item)
         self._queued_rows += n
         self.stats.requests += 1
@@ -252,7 +258,8 @@ class Batcher:
                 continue
             if isinstance(result, BaseException):
                 self.stats.failures += 1
-                log.error("%s failed while predicting", self.label, exc_info=result)
+                log.error("%s failed while predicting", self.label, exc_info=result,
+                          extra={"request_id": item.request_id} if item.request_id else None)
                 item.future.set_exception(InferenceFailed(
                     f"{self.label} failed while predicting: {type(result).__name__}."))
             else:
