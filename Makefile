@@ -15,7 +15,7 @@ PORT   ?= 8000
 PIP_INSTALL := python -m pip install --quiet
 SERVE       := modelserve serve
 
-.PHONY: install serve test test-tools train lint format clean bench bench-setup up down
+.PHONY: install serve test test-tools train lint format clean bench bench-setup soak up down
 
 install: $(STAMP)
 
@@ -52,6 +52,12 @@ bench: install
 
 bench-setup: install
 	$(BIN)/python bench/run.py --setup-only
+
+# ~10 min of mixed traffic over every model and protocol, watching the server's RSS
+# (bench/soak.py); fails on any failed request or RSS drift over 10 %. Not part of
+# `make test`. Smoke run: make soak SOAK_ARGS="--warmup 10 --duration 30"
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # The service with Prometheus and Grafana (docker-compose.yml; needs Docker):
 # http://localhost:8000, Prometheus http://localhost:9090, Grafana http://localhost:3000
