@@ -15,7 +15,7 @@ PORT   ?= 8000
 PIP_INSTALL := python -m pip install --quiet
 SERVE       := modelserve serve
 
-.PHONY: install serve test test-tools train lint format clean bench bench-setup soak up down
+.PHONY: install serve test test-tools train lint format clean bench bench-setup overload soak up down
 
 install: $(STAMP)
 
@@ -52,6 +52,11 @@ bench: install
 
 bench-setup: install
 	$(BIN)/python bench/run.py --setup-only
+
+# Twice the measured capacity, open loop, with and without load shedding
+# (bench/overload.py; ~3 minutes). Options: make overload OVERLOAD_ARGS="--duration 5"
+overload: install
+	$(BIN)/python bench/overload.py $(OVERLOAD_ARGS)
 
 # ~10 min of mixed traffic over every model and protocol, watching the server's RSS
 # (bench/soak.py); fails on any failed request or RSS drift over 10 %. Not part of
