@@ -32,8 +32,6 @@ import contextlib
 import json
 import os
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -274,21 +272,6 @@ async def run_phases(host: str, port: int, raw: bytes, pid: int,
 
 # --- the servers -----------------------------------------------------------------------
 
-def _wait_ready(url: str, proc: procs.ServerProcess, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"server exited:\n{proc.log_tail()}")
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"server not ready:\n{proc.log_tail()}")
-
-
 def _request(path: str, payload: payloads.Payload, port: int) -> bytes:
     head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
             f"Content-Length: {len(payload.body)}", *payload.headers]
@@ -305,7 +288,7 @@ def measure(setting: str, env: dict[str, str], args: argparse.Namespace,
         cpus=args.server_cpus, env={**os.environ, **env}, cwd=REPO,
         log_path=scratch / f"server-{setting.replace(' ', '_')}.log")
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        procs.wait_ready(proc, f"http://127.0.0.1:{port}/v2/health/ready", 120)
         raw = _request(PATHS[args.payload], payload, port)
         phases = uvloop.run(run_phases("127.0.0.1", port, raw, proc.pid, args))
         if not proc.alive():

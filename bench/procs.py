@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def tree_pids(root: int) -> list[int]:
     return pids
 
 
-def _status_kib(pid: int, key: str) -> int:
+def status_kib(pid: int, key: str) -> int:
+    """A numeric field of /proc/<pid>/status (VmRSS, Threads, ...); 0 when gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -75,9 +77,31 @@ class Memory:
 
 def tree_memory(root: int) -> Memory:
     pids = tree_pids(root)
-    rss = sum(_status_kib(pid, "VmRSS") for pid in pids)
+    rss = sum(status_kib(pid, "VmRSS") for pid in pids)
     pss = sum(_pss_kib(pid) for pid in pids)
     return Memory(len(pids), round(rss / 1024, 1), round(pss / 1024, 1))
+
+
+class ServerDied(RuntimeError):
+    """The server process exited while it was being waited for or measured."""
+
+
+def wait_ready(proc: ServerProcess, url: str, timeout: float) -> float:
+    """Seconds from spawn until ``url`` (a readiness endpoint) answers 200; refused
+    connections and 503 both mean "not yet". Raises ServerDied if the process exits."""
+    deadline = proc.started + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise ServerDied(f"{proc.name} exited with {proc.popen.returncode} while "
+                             f"loading:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return time.monotonic() - proc.started
+        except OSError:  # includes HTTPError (503 while loading)
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} not ready in {timeout:.0f} s:\n{proc.log_tail()}")
 
 
 @dataclass

@@ -153,19 +153,6 @@ def _first_prediction(proc: procs.ServerProcess, url: str, payload: payloads.Pay
                        f"(last: {last}):\n{proc.log_tail()}")
 
 
-def _all_ready(proc: procs.ServerProcess, url: str, timeout: float) -> float:
-    deadline = proc.started + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return time.monotonic() - proc.started
-        except (OSError, urllib.error.HTTPError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{proc.name} not ready in {timeout:.0f} s:\n{proc.log_tail()}")
-
-
 def check(target: Target, port: int, payload: payloads.Payload) -> None:
     """One request per target before measuring: a 4xx here means the bench's body is wrong."""
     status, body = _post(f"http://127.0.0.1:{port}{target.path}", payload, timeout=30)
@@ -248,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                                                "argv": proc.argv}
             if server.name == "ours":
                 # Ours loads every committed version; "ready" means all of them settled.
-                ready = _all_ready(proc, f"http://127.0.0.1:{ctx.port}/v2/health/ready",
+                ready = procs.wait_ready(proc, f"http://127.0.0.1:{ctx.port}/v2/health/ready",
                                    args.start_timeout)
                 results["servers"][server.name]["all_ready_s"] = round(ready, 2)
                 print(f"[start] ours: every version loaded after {ready:.1f} s", flush=True)

@@ -33,8 +33,6 @@ import shlex
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from array import array
 from collections import Counter
 from collections.abc import Coroutine
@@ -109,14 +107,6 @@ class Sample:
     failures: int
 
 
-def _status_value(pid: int, key: str) -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _cpu_ticks(pid: int) -> int:
     with contextlib.suppress(OSError, ValueError, IndexError):
         # After the command name (which may hold spaces): utime and stime are [11], [12].
@@ -168,7 +158,7 @@ class Sampler:
         cpu = 100.0 * server / wall if wall > 0 else 0.0
         others = 100.0 * max(0.0, busy - server - client) / wall if wall > 0 else 0.0
         sample = Sample(round(t_s, 1), phase, mem.rss_mib, mem.pss_mib, mem.processes,
-                        sum(_status_value(p, "Threads") for p in pids),
+                        sum(procs.status_kib(p, "Threads") for p in pids),
                         sum(_fd_count(p) for p in pids), round(cpu, 1), round(others, 1),
                         requests, failures)
         self.samples.append(sample)
@@ -275,10 +265,6 @@ async def preflight(client: httpx.AsyncClient, endpoints: list[Endpoint]) -> lis
     return problems
 
 
-class ServerDied(RuntimeError):
-    pass
-
-
 async def run_load(args: argparse.Namespace, port: int, endpoints: list[Endpoint],
                    proc: procs.ServerProcess, sampler: Sampler) -> LoadState:
     plan = soak_plan.rotation(endpoints)
@@ -303,7 +289,7 @@ async def run_load(args: argparse.Namespace, port: int, endpoints: list[Endpoint
                 await _phase(state, "warmup", 0.0, args.warmup, args, proc, sampler)
             state.phase = "soak"
             await _phase(state, "soak", args.warmup, args.duration, args, proc, sampler)
-        except ServerDied as exc:  # keep what was measured: it shows when and how
+        except procs.ServerDied as exc:  # keep what was measured: it shows when and how
             state.error = str(exc)
         finally:
             state.stop = True  # workers finish their in-flight request and return
@@ -339,7 +325,7 @@ async def _phase(state: LoadState, name: str, offset: float, seconds: float,
                   f"fds {s.fds:3d}  server CPU {s.cpu_pct:5.1f}%  others {s.others_cpu_pct:5.1f}%"
                   f"  requests {s.requests:8d}  failures {s.failures}", flush=True)
             if not proc.alive():
-                raise ServerDied(f"server exited with {proc.popen.returncode} during the "
+                raise procs.ServerDied(f"server exited with {proc.popen.returncode} during the "
                                  f"{name} phase:\n{proc.log_tail()}")
             if target >= end:
                 break
@@ -358,19 +344,7 @@ def _own_cpu() -> float:
 
 def wait_ready(proc: procs.ServerProcess, port: int, timeout: float) -> float:
     """Seconds until /v2/health/ready answers 200: every version loaded or failed."""
-    deadline = proc.started + timeout
-    url = f"http://127.0.0.1:{port}/v2/health/ready"
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise ServerDied(f"server exited with {proc.popen.returncode} while loading:\n"
-                             f"{proc.log_tail()}")
-        # Refused while it boots, 503 until every version settled: both mean "not yet".
-        with contextlib.suppress(OSError, urllib.error.HTTPError), \
-                urllib.request.urlopen(url, timeout=5) as response:
-            if response.status == 200:
-                return time.monotonic() - proc.started
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready in {timeout:.0f} s:\n{proc.log_tail()}")
+    return procs.wait_ready(proc, f"http://127.0.0.1:{port}/v2/health/ready", timeout)
 
 
 def server_env() -> dict[str, str]:
@@ -630,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the server", flush=True)
         return 130
-    except (ServerDied, RuntimeError, OSError) as exc:
+    except (procs.ServerDied, RuntimeError, OSError) as exc:
         error = str(exc)
     finally:
         if proc is not None:

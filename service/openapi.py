@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service import security
 from service.model import LoadedModel
 from service.repository import Repository
 
@@ -73,9 +74,6 @@ def install(app: FastAPI, repository: Repository, *, secured: bool = False) -> N
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-_OPEN = ("/v2/health/", "/healthz", "/readyz")
-
-
 def _declare_keys(schema: dict[str, Any]) -> None:
     schema.setdefault("components", {})["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer",
@@ -84,6 +82,6 @@ def _declare_keys(schema: dict[str, Any]) -> None:
     }
     schema["security"] = [{"bearer": []}, {"apiKey": []}]
     for path, operations in schema["paths"].items():
-        if path.startswith(_OPEN):
+        if path in security.OPEN_PATHS:
             for operation in operations.values():
                 operation["security"] = []  # probes stay open

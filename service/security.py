@@ -34,6 +34,7 @@ from pathlib import Path
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.observability.middleware import PROBES
 from service.settings import Settings
 
 log = logging.getLogger("modelserve.security")
@@ -41,9 +42,9 @@ log = logging.getLogger("modelserve.security")
 ROLE_KEY = "modelserve.role"  # set in the ASGI scope: "admin", "api" or "" (open path)
 ADMIN, API = "admin", "api"
 
-OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/healthz", "/readyz",
-                        "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
-                        "/openapi.json"})
+# The probes and /metrics (the same set the access log and admission control treat as
+# probes), and the docs.
+OPEN_PATHS = PROBES | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 ADMIN_PREFIXES = ("/v2/repository/", "/admin/")
 
 ADMIN_OFF = ("Model management is off on this server: set MODELSERVE_ADMIN_KEYS or "

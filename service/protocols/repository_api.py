@@ -53,6 +53,16 @@ def _versions(svc: Services, name: str) -> list[dict[str, Any]]:
              "reason": s.error or s.detail} for s in svc.repository.statuses(name)]
 
 
+def _all_versions(svc: Services) -> list[dict[str, Any]]:
+    out = []
+    for name in svc.repository.names():
+        try:
+            out.extend(_versions(svc, name))
+        except NotFound:  # removed since names() was read
+            continue
+    return out
+
+
 async def _rescan(svc: Services) -> None:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, lambda: svc.repository.poll(
@@ -67,12 +77,7 @@ async def index(request: Request) -> Response:
     if body.strip():
         parsed = parse_json(body)
         ready_only = bool(parsed.get("ready", False)) if isinstance(parsed, dict) else False
-    out = []
-    for name in svc.repository.names():
-        try:
-            out.extend(_versions(svc, name))
-        except NotFound:  # removed since names() was read
-            continue
+    out = _all_versions(svc)
     if ready_only:
         out = [v for v in out if v["state"] == State.AVAILABLE]
     return json_response(out)
@@ -108,10 +113,4 @@ async def unload(request: Request, name: str) -> Response:
 async def reload(request: Request) -> Response:
     svc = _admin(request)
     await _rescan(svc)
-    out = []
-    for name in svc.repository.names():
-        try:
-            out.extend(_versions(svc, name))
-        except NotFound:
-            continue
-    return json_response({"models": out})
+    return json_response({"models": _all_versions(svc)})

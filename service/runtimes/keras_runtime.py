@@ -19,15 +19,20 @@ from service.observability.logs import native_stderr
 from service.runtimes.base import Runtime
 
 _import_lock = threading.Lock()
+_modules: tuple[Any, Any] | None = None
 
 
 def _import() -> tuple[Any, Any]:
     """tensorflow and keras, imported once with TensorFlow's native start-up lines
     turned into log records (they would break one-JSON-object-per-line logs)."""
-    with _import_lock, native_stderr("tensorflow"):  # a no-op wait once imported
-        import keras
-        import tensorflow as tf
-    return tf, keras
+    global _modules
+    with _import_lock:
+        if _modules is None:
+            with native_stderr("tensorflow"):
+                import keras
+                import tensorflow as tf
+            _modules = (tf, keras)
+    return _modules
 
 
 class KerasRuntime(Runtime):
