@@ -178,23 +178,29 @@ def test_removed_version_drains_and_unloads(tmp_path):
         images = [[[float((i * 7 + r * 3 + c) % 255) for c in range(28)] for r in range(28)]
                   for i in range(256)]
         answers: list[tuple[int, float, str]] = []  # status, time answered, error
+        # Each thread keeps a request in flight until after the removal: a fixed number
+        # of requests could all be answered before it on a fast machine.
+        removing = threading.Event()
 
         def slow() -> None:
             with httpx.Client(base_url=srv.url, timeout=60) as c:
-                r = c.post("/v1/models/digits/versions/2:predict", json={"instances": images})
-                ok = r.status_code == 200 and len(r.json()["predictions"]) == 256
-                answers.append((r.status_code if ok or r.status_code != 200 else -1,
-                                time.monotonic(), r.json().get("error", "")))
+                while not removing.is_set():
+                    r = c.post("/v1/models/digits/versions/2:predict",
+                               json={"instances": images})
+                    ok = r.status_code == 200 and len(r.json()["predictions"]) == 256
+                    answers.append((r.status_code if ok or r.status_code != 200 else -1,
+                                    time.monotonic(), r.json().get("error", "")))
 
         with Stream(srv.url) as stream, httpx.Client(base_url=srv.url, timeout=10) as client:
             assert stream.wait_for_version("2") >= 0
             slow_threads = [threading.Thread(target=slow) for _ in range(6)]
             for t in slow_threads:
                 t.start()
-            time.sleep(0.5)
+            _eventually(lambda: len(answers) >= 6)  # the CNN is busy
             removed_at = time.monotonic()
             shutil.rmtree(repo / "digits" / "2")
             shutil.rmtree(repo / "wine-quality" / "2")
+            removing.set()  # each thread's current request is the last it sends
             moved = stream.wait_for_version("1")
             for t in slow_threads:
                 t.join(60)
