@@ -73,10 +73,10 @@ down:
 	docker compose down
 
 lint: install
-	$(BIN)/ruff check service training tests bench
+	$(BIN)/ruff check modelserve service training tests bench
 
 format: install
-	$(BIN)/ruff format service training tests
+	$(BIN)/ruff format modelserve service training tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,9 @@ from service.observability import context
 log = logging.getLogger("modelserve.batching")
 
 Outputs = dict[str, np.ndarray]
-Predict = Callable[[np.ndarray], Outputs]
+# A request's rows: anything with len() that _merge can join (service.batch.Batch).
+Rows = Any
+Predict = Callable[[Rows], Outputs]
 
 
 class Overloaded(ApiError):
@@ -63,7 +66,7 @@ class BatchPolicy:
 
 @dataclass
 class _Pending:
-    batch: np.ndarray
+    batch: Rows
     future: asyncio.Future[Outputs]
     queued_at: float
     deadline: float
@@ -111,7 +114,7 @@ class Batcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def submit(self, batch: np.ndarray) -> Outputs:
+    async def submit(self, batch: Rows) -> Outputs:
         n = len(batch)
         if self.policy.direct and not self._queue and not self._running:
             return self._direct(batch)
@@ -138,7 +141,7 @@ class Batcher:
         # A cancelled caller (client gone) cancels the future too; _take skips it.
         return await item.future
 
-    def _direct(self, batch: np.ndarray) -> Outputs:
+    def _direct(self, batch: Rows) -> Outputs:
         started = time.perf_counter()
         self.stats.requests += 1
         self.stats.batches += 1
@@ -210,8 +213,7 @@ class Batcher:
         if not items:
             return
         started = time.perf_counter()
-        batch = (items[0].batch if len(items) == 1
-                 else np.concatenate([i.batch for i in items]))
+        batch = items[0].batch if len(items) == 1 else _merge([i.batch for i in items])
         if self._executor is None or policy.inline:
             self._finish(items, started, self._run(batch, items))
             return
@@ -220,7 +222,7 @@ class Batcher:
         future = loop.run_in_executor(self._executor, self._run, batch, items)
         future.add_done_callback(lambda f: self._finish(items, started, _outcome(f, items)))
 
-    def _run(self, batch: np.ndarray, items: list[_Pending]) -> list[Outputs | BaseException]:
+    def _run(self, batch: Rows, items: list[_Pending]) -> list[Outputs | BaseException]:
         """The model call (on whichever thread executes). Never raises."""
         try:
             out = self._predict(batch)
@@ -273,6 +275,14 @@ class Batcher:
         if self._queue and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+
+def _merge(parts: list[Any]) -> Any:
+    """One model call's input from several requests' batches (``service.batch.Batch``,
+    or plain arrays)."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return type(parts[0]).concat(parts)
 
 
 def _outcome(future: asyncio.Future, items: list[_Pending]) -> list[Outputs | BaseException]:

@@ -1,8 +1,11 @@
-"""MNIST-style preprocessing of an uploaded digit image.
+"""Preprocessing of an uploaded picture into a model's image input, as its manifest
+declares (``ImagePreprocessing``).
 
-MNIST digits are white on black, cropped to the ink, scaled to fit 20x20 keeping the
-aspect ratio, and centred by centre of mass in a 28x28 frame. An upload of any size,
-polarity and colour is brought to that form here, so the model sees what it was
+``ink`` mode is MNIST's recipe, generalised: the ink is found whatever the polarity,
+colour and background, cropped, scaled so its longer side fits the declared box
+(MNIST: 20 of 28) keeping the aspect ratio, and centred by its centre of mass (or its
+bounding box) in the frame. ``resize`` mode resizes the whole picture to the frame.
+Either way the values are mapped to the input's range, so the model sees what it was
 trained on.
 """
 
@@ -15,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.manifest import InputSpec
 
 FORMATS = {"PNG", "JPEG"}
 MAX_ASPECT = 50  # a 20000x1 strip holds no digit
@@ -78,29 +82,51 @@ def ink(img: Image.Image) -> np.ndarray:
     return gray / peak if peak > 0 else gray
 
 
-def to_mnist(img: Image.Image, *, value_max: float = 255.0) -> np.ndarray:
-    """28x28 float32 in [0, value_max], white digit on black, MNIST geometry."""
-    a = ink(img)
+def to_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
+    """One sample of ``spec`` (an image input), shaped ``spec.shape[1:]``, in its dtype."""
+    image = spec.image
+    assert image is not None
+    h, w, c = image.height, image.width, image.channels
+    pre = image.preprocessing
+    if pre.mode == "ink":
+        box = pre.box or max(1, round(min(h, w) * 20 / 28))
+        level = frame_ink(ink(img), h, w, box, pre.centre)[..., None].repeat(c, axis=-1)
+    else:
+        mode = "L" if c == 1 else ("RGBA" if c == 4 else "RGB")
+        resized = img.convert(mode).resize((w, h), Image.Resampling.LANCZOS)
+        level = np.asarray(resized, dtype=np.float32).reshape(h, w, c) / 255.0
+    lo, hi = image.value_min, image.value_max
+    out = lo + level * (hi - lo)
+    out = np.clip(out, min(lo, hi), max(lo, hi)).reshape(spec.shape[1:])
+    return out.astype(spec.dtype or np.float32)
+
+
+def frame_ink(a: np.ndarray, h: int, w: int, box: int, centre: str) -> np.ndarray:
+    """Ink levels in [0, 1] -> an h x w frame with the ink cropped, scaled so its longer
+    side is ``box`` pixels, and centred by mass or by bounding box."""
     mask = a > _INK_THRESHOLD
     if not mask.any():
         raise InvalidInput("No digit found: the image is blank or has no contrast.")
     rows, cols = np.nonzero(mask)
     a = a[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
-    h, w = a.shape
-    scale = 20.0 / max(h, w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    ah, aw = a.shape
+    scale = box / max(ah, aw)
+    new_w, new_h = max(1, round(aw * scale)), max(1, round(ah * scale))
     patch = Image.fromarray((a * 255).astype(np.uint8)).resize((new_w, new_h),
                                                               Image.Resampling.LANCZOS)
-    p = np.asarray(patch, dtype=np.float32)
+    p = np.asarray(patch, dtype=np.float32) / 255.0
     total = p.sum()
     if total <= 0:
         raise InvalidInput("No digit found after scaling: the strokes are too thin.")
-    ys, xs = np.indices(p.shape)
-    cy, cx = (ys * p).sum() / total, (xs * p).sum() / total
-    top, left = round(14 - cy), round(14 - cx)
-    out = np.zeros((28, 28), dtype=np.float32)
+    if centre == "mass":
+        ys, xs = np.indices(p.shape)
+        cy, cx = (ys * p).sum() / total, (xs * p).sum() / total
+        top, left = round(h / 2 - cy), round(w / 2 - cx)
+    else:
+        top, left = (h - new_h) // 2, (w - new_w) // 2
+    out = np.zeros((h, w), dtype=np.float32)
     # Paste with clipping: centring by mass may push a lopsided digit past the frame.
     y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + new_h, 28), min(left + new_w, 28)
+    y1, x1 = min(top + new_h, h), min(left + new_w, w)
     out[y0:y1, x0:x1] = p[y0 - top: y1 - top, x0 - left: x1 - left]
-    return np.clip(out * (value_max / 255.0), 0, value_max)
+    return out

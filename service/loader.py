@@ -1,16 +1,18 @@
-"""Load one version folder: read and validate the manifest, verify every artifact's
-SHA-256, and only then deserialize it."""
+"""Load one version folder: read and validate the manifest (schema 2, or 1 upgraded in
+memory), verify every artifact's SHA-256, and only then deserialize it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from service.errors import ModelLoadError
 from service.integrity import verify_artifacts
-from service.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest
+from service.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, SCHEMA_VERSION, Manifest
+from service.manifest_v1 import upgrade
 from service.model import LoadedModel
 from service.runtimes import load_runtime
 from service.runtimes.lean import Engine, compile_lean
@@ -27,13 +29,25 @@ def read_manifest(folder: Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(path, f"manifest is not valid JSON: {exc}") from exc
     try:
-        manifest = Manifest.model_validate(data)
+        return parse_manifest(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
         )
         raise ModelLoadError(path, f"manifest does not match the schema: {problems}") from exc
-    return manifest
+    except ValueError as exc:
+        raise ModelLoadError(path, str(exc)) from exc
+
+
+def parse_manifest(data: Any) -> Manifest:
+    """A manifest of any schema version this service reads, as the current schema."""
+    schema = data.get("schema_version") if isinstance(data, dict) else None
+    if schema == 1:
+        return upgrade(data)
+    if schema not in (None, SCHEMA_VERSION):
+        raise ValueError(f"manifest schema_version {schema!r} is not one this service reads "
+                         f"(1 or {SCHEMA_VERSION}); upgrade modelserve")
+    return Manifest.model_validate(data)
 
 
 def load_version(folder: Path, *, expected_name: str | None = None,

@@ -1,9 +1,10 @@
-"""The contract between training (writer) and serving (reader).
+"""The contract between publishing (writer) and serving (reader), schema version 2.
 
-Every version folder ``models/<name>/<version>/`` holds a ``manifest.json`` that
-validates against :class:`Manifest`. Training builds one and writes it; the loader
-reads it back, and everything the service says about a model (metadata, input
-validation, warnings, warm-up) comes from here rather than from the artifact.
+Every version folder ``models/<name>/<version>/`` holds a ``manifest.json``. Publishing
+builds a :class:`Manifest` and writes it; the loader reads it back (a version-1 file is
+upgraded in memory by ``service/manifest_v1.py``), and everything the service says
+about a model (metadata, input validation, warnings, warm-up, examples) comes from here
+rather than from the artifact. docs/manifest.md describes every field.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Manifests are small; a huge one is a mistake or an attack, refused before parsing.
 MAX_MANIFEST_BYTES = 1_000_000
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Input and feature names travel in URLs, JSON keys and V2 tensor names.
+_FIELD_RE = re.compile(r"^[^\x00-\x1f]{1,128}$")
+
+FeatureDtype = Literal["float64", "float32", "int64", "bool", "string"]
+NUMERIC_DTYPES = ("float64", "float32", "int64")
+ImageDtype = Literal["float32", "float64", "uint8"]
 
 
 class _Strict(BaseModel):
@@ -45,11 +52,14 @@ class RawOutput(StrEnum):
 
     ``probabilities``: one column per class (softmax, or scikit-learn ``predict_proba``).
     ``positive_probability``: one sigmoid column, P(labels[1]) of a binary classifier.
+    ``class_index``: the index of the predicted label (a classifier without
+    probabilities, e.g. an SVM without ``probability=True``).
     ``value``: a regression estimate.
     """
 
     PROBABILITIES = "probabilities"
     POSITIVE_PROBABILITY = "positive_probability"
+    CLASS_INDEX = "class_index"
     VALUE = "value"
 
 
@@ -76,33 +86,106 @@ class ArtifactFile(_Strict):
 
 
 class Feature(_Strict):
+    """One named column of a tabular input."""
+
     name: str
+    dtype: FeatureDtype = Field(
+        "float64", description="What a value is; numbers reach the model in this dtype.")
+    nullable: bool = Field(False, description="The model can take a missing value (null).")
     unit: str = ""
-    description: str
-    min: float = Field(description="Smallest value seen in the training data.")
-    max: float = Field(description="Largest value seen in the training data.")
+    description: str = ""
+    min: float | None = Field(None, description="Smallest value seen in the training data.")
+    max: float | None = Field(None, description="Largest value seen in the training data.")
+    categories: list[str] | list[int] | None = Field(
+        None, description="Categorical features: every value seen in the training data.")
+    unknown_categories: Literal["error", "warn"] | None = Field(
+        None, description="Categorical features: a value not in `categories` is refused "
+                          "(error, the default) or served with a warning because the model "
+                          "handles it (warn).")
+    frame_dtype: str | None = Field(
+        None, description="Inputs with layout 'frame': the pandas dtype of this column when "
+                          "the model was fitted (e.g. 'str', 'category', 'Int64').")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _FIELD_RE.match(v):
+            raise ValueError("a feature name is 1-128 printable characters")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Feature:
+        numeric = self.dtype in NUMERIC_DTYPES
+        if not numeric and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r}: only numbers have a training range")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min is above max")
+        if self.categories is not None:
+            if self.dtype not in ("string", "int64"):
+                raise ValueError(f"feature {self.name!r}: only string and int64 features "
+                                 "have categories")
+            want = str if self.dtype == "string" else int
+            if not all(type(c) is want for c in self.categories):
+                raise ValueError(f"feature {self.name!r}: categories must be {self.dtype}")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        return self.dtype in NUMERIC_DTYPES
+
+
+class ImagePreprocessing(_Strict):
+    """How ``:predict_image`` turns an uploaded picture into this input.
+
+    ``ink``: find the ink (whatever the polarity and background), crop to it, scale it
+    so its longer side is ``box`` pixels, and centre it in the frame by its centre of
+    mass (MNIST) or its bounding box. ``resize``: the whole picture, resized to the frame.
+    """
+
+    mode: Literal["ink", "resize"] = "ink"
+    box: int | None = Field(None, gt=0)
+    centre: Literal["mass", "box"] = "mass"
 
 
 class ImageSpec(_Strict):
     height: int = Field(gt=0)
     width: int = Field(gt=0)
+    channels: int = Field(1, ge=1, le=4)
     value_min: float = Field(description="Pixel value of the background (no ink).")
     value_max: float = Field(description="Pixel value of full ink.")
     foreground: Literal["light-on-dark", "dark-on-light"] = "light-on-dark"
     description: str
+    preprocessing: ImagePreprocessing = Field(default_factory=ImagePreprocessing)
+
+    @model_validator(mode="after")
+    def _box_fits(self) -> ImageSpec:
+        box = self.preprocessing.box
+        if box is not None and box > min(self.height, self.width):
+            raise ValueError("preprocessing.box is larger than the image")
+        return self
 
 
 class InputSpec(_Strict):
-    """The one input tensor of the artifact, batch dimension first (-1)."""
+    """One input of the artifact, batch dimension first (-1)."""
 
     name: str
-    dtype: Literal["float32"] = "float32"
-    shape: list[int]
     kind: Literal["tabular", "image"]
+    shape: list[int]
+    layout: Literal["array", "frame"] = Field(
+        "array", description="What the model is called with: an array (batch first), or a "
+                             "pandas DataFrame with one column per feature (a scikit-learn "
+                             "model fitted on a DataFrame).")
+    dtype: ImageDtype | None = Field(None, description="Image inputs: the pixel dtype.")
     features: list[Feature] | None = Field(
-        default=None, description="Tabular models: the columns, in the order the model expects."
-    )
+        default=None, description="Tabular inputs: the columns, in the order the model expects.")
     image: ImageSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _FIELD_RE.match(v):
+            raise ValueError("an input name is 1-128 printable characters")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpec:
@@ -111,16 +194,25 @@ class InputSpec(_Strict):
         if self.kind == "tabular":
             if not self.features:
                 raise ValueError("a tabular input lists its features")
+            if self.image is not None or self.dtype is not None:
+                raise ValueError("a tabular input has features, not an image spec or dtype")
             if self.shape != [-1, len(self.features)]:
                 raise ValueError(f"tabular shape must be [-1, {len(self.features)}]")
             names = [f.name for f in self.features]
             if len(set(names)) != len(names):
                 raise ValueError("feature names must be unique")
+            if self.layout == "frame" and any(f.frame_dtype is None for f in self.features):
+                raise ValueError("an input with layout 'frame' gives each feature's frame_dtype")
         else:
-            if self.image is None:
-                raise ValueError("an image input has an image spec")
-            if self.shape != [-1, self.image.height, self.image.width]:
-                raise ValueError("image shape must be [-1, height, width]")
+            if self.image is None or self.dtype is None:
+                raise ValueError("an image input has an image spec and a dtype")
+            if self.features is not None or self.layout != "array":
+                raise ValueError("an image input has no features and layout 'array'")
+            hw = [-1, self.image.height, self.image.width]
+            c = self.image.channels
+            allowed = [hw, [*hw, c]] if c == 1 else [[*hw, c]]
+            if self.shape not in allowed:
+                raise ValueError(f"image shape must be {' or '.join(map(str, allowed))}")
         return self
 
     @property
@@ -130,7 +222,7 @@ class InputSpec(_Strict):
 
 class OutputSpec(_Strict):
     name: str
-    dtype: Literal["float32", "int64", "string"]
+    dtype: Literal["float32", "float64", "int64", "string"]
     shape: list[int]
     description: str
 
@@ -139,8 +231,8 @@ class Target(_Strict):
     """What a regressor estimates."""
 
     name: str
-    unit: str
-    description: str
+    unit: str = ""
+    description: str = ""
 
 
 class DatasetFile(_Strict):
@@ -152,37 +244,48 @@ class DatasetFile(_Strict):
 class Evaluation(_Strict):
     """How the reported numbers were obtained; nothing here is typed in by hand."""
 
-    method: str = Field(description="One sentence: the split and the protocol.")
+    method: str = Field(description="The split and the protocol.")
     seed: int
     train_rows: int
     test_rows: int
     test_metrics: dict[str, float]
     cv_metrics: dict[str, float] = Field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="Reference or trivial models scored the same way."
-    )
+        default_factory=dict, description="Trivial or reference models scored the same way; "
+                                          "the model is published only if it beats them.")
+    variants: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Other honest measurements of this recipe (another "
+                                          "split, de-duplicated data), reported, not gated.")
+    primary_metric: str | None = Field(
+        None, description="The metric compared with the baselines.")
+    test_set_sha256: str | None = Field(
+        None, description="Digest of the held-out inputs and targets, so a replay can prove "
+                          "it used the same set.")
     extra: dict[str, Any] = Field(default_factory=dict)
-    datasets: list[DatasetFile]
+    datasets: list[DatasetFile] = Field(default_factory=list)
 
 
 class Sample(_Strict):
-    """An input row and what the model answered at training time (warm-up, self-check)."""
+    """One input row and what the model answered at publish time (warm-up, self-check).
 
-    inputs: list[Any]
+    ``inputs`` is a valid TF-Serving instance: feature name -> value for tabular
+    inputs, input name -> nested list for image inputs."""
+
+    inputs: dict[str, Any]
     expected: dict[str, Any]
 
 
 class Provenance(_Strict):
-    trainer: str = Field(description="The training module and recipe that wrote this version.")
+    trainer: str = Field(description="What wrote this version (a trainer recipe, a script).")
     command: str
     python_version: str
     library_versions: dict[str, str]
     git_commit: str | None = None
-    training_seconds: float
+    training_seconds: float | None = None
 
 
 class Manifest(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     name: str
     version: int = Field(ge=1)
     description: str
@@ -191,12 +294,12 @@ class Manifest(_Strict):
     task: Task
     raw_output: RawOutput
     artifacts: list[ArtifactFile] = Field(min_length=1)
-    inputs: InputSpec
+    inputs: list[InputSpec] = Field(min_length=1)
     outputs: list[OutputSpec]
     labels: list[str] | None = None
     target: Target | None = None
     evaluation: Evaluation
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
     samples: list[Sample] = Field(min_length=1)
     provenance: Provenance
     created_at: datetime
@@ -213,8 +316,10 @@ class Manifest(_Strict):
         if self.task is Task.CLASSIFICATION:
             if not self.labels or len(self.labels) < 2:
                 raise ValueError("a classifier lists at least two labels")
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError("labels must be unique")
             if self.raw_output is RawOutput.VALUE:
-                raise ValueError("a classifier's raw output is probabilities")
+                raise ValueError("a classifier's raw output is probabilities or a class index")
             if self.raw_output is RawOutput.POSITIVE_PROBABILITY and len(self.labels) != 2:
                 raise ValueError("a single sigmoid output needs exactly two labels")
         else:
@@ -224,32 +329,55 @@ class Manifest(_Strict):
                 raise ValueError("a regressor's raw output is a value")
         return self
 
+    @model_validator(mode="after")
+    def _names_unique(self) -> Manifest:
+        # A TF-Serving instance or a set of V2 tensors names inputs and features in one
+        # namespace, so no name may mean two things.
+        inputs = [i.name for i in self.inputs]
+        if len(set(inputs)) != len(inputs):
+            raise ValueError("input names must be unique")
+        features = [f for i in self.inputs for f in i.feature_names]
+        if len(set(features)) != len(features):
+            raise ValueError("feature names must be unique across inputs")
+        clash = set(features) & set(inputs)
+        if clash:
+            raise ValueError(f"{sorted(clash)[0]!r} names both an input and a feature")
+        if self.framework is Framework.SKLEARN and len(self.inputs) != 1:
+            raise ValueError("a scikit-learn model has exactly one input")
+        return self
+
     @property
     def primary_artifact(self) -> ArtifactFile:
         return self.artifacts[0]
 
+    @property
+    def feature_names(self) -> list[str]:
+        """Every tabular feature, input by input."""
+        return [n for i in self.inputs for n in i.feature_names]
 
-def classifier_outputs(n_labels: int) -> list[OutputSpec]:
+    @property
+    def features(self) -> list[Feature]:
+        return [f for i in self.inputs for f in i.features or []]
+
+
+def classifier_outputs(n_labels: int, probabilities: bool = True) -> list[OutputSpec]:
+    proba = OutputSpec(name="probabilities", dtype="float32", shape=[-1, n_labels],
+                       description="Probability of each label, in the order of `labels`.")
     return [
-        OutputSpec(
-            name="probabilities",
-            dtype="float32",
-            shape=[-1, n_labels],
-            description="Probability of each label, in the order of `labels`.",
-        ),
-        OutputSpec(
-            name="class_id", dtype="int64", shape=[-1], description="Index of the likeliest label."
-        ),
+        *([proba] if probabilities else []),
+        OutputSpec(name="class_id", dtype="int64", shape=[-1],
+                   description="Index of the likeliest label."),
         OutputSpec(name="label", dtype="string", shape=[-1], description="The likeliest label."),
     ]
 
 
-def regressor_outputs(target: Target) -> list[OutputSpec]:
+def regressor_outputs(target: Target, dtype: str = "float32") -> list[OutputSpec]:
+    unit = f" ({target.unit})" if target.unit else ""
     return [
         OutputSpec(
             name="value",
-            dtype="float32",
+            dtype=dtype,  # type: ignore[arg-type]
             shape=[-1],
-            description=f"{target.description} ({target.unit}).",
+            description=f"{target.description or target.name}{unit}.",
         )
     ]

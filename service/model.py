@@ -1,7 +1,8 @@
 """A loaded model version: manifest + runtime, with one uniform call.
 
-``predict`` takes a validated float32 batch and returns named arrays:
-``probabilities``, ``class_id`` and ``label`` for classifiers, ``value`` for regressors.
+``predict`` takes a validated batch (``service/batch.py``; a single-input model also
+takes a plain array) and returns named arrays: ``probabilities``, ``class_id`` and
+``label`` for classifiers, ``value`` for regressors.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from service.batch import Batch
 from service.manifest import Manifest, RawOutput, Sample, Task
 from service.runtimes.base import Runtime
 from service.runtimes.lean import Engine
+from service.signature import Signature
 
 # float32 arithmetic differs slightly across BLAS builds and batch sizes.
 SAMPLE_ATOL = 1e-4
@@ -36,14 +39,35 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self._labels = np.asarray(self.manifest.labels or [], dtype=object)
+        self._out_dtypes = {o.name: o.dtype for o in self.manifest.outputs}
+
+    @cached_property
+    def signature(self) -> Signature:
+        return Signature.of(self.manifest)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def sample_batch(self, rows: int | None = None) -> Batch:
+        """The manifest's samples as a batch (validated like a request); ``rows``
+        repeats the first sample that many times."""
+        from service.tensors import from_rows
+
+        samples = [s.inputs for s in self.manifest.samples]
+        if rows is not None:
+            samples = [samples[0]] * rows
+        return from_rows(self.signature, samples, "samples", len(samples))
 
     def warm_up(self, rows: tuple[int, ...] = (1, 64), repeat: int = 5) -> None:
         """Run the model on sample-sized batches (first calls allocate and trace) and
         record the median cost per size, which decides how it is batched."""
-        sample = np.asarray(self.manifest.samples[0].inputs, dtype=np.float32)
-        sample = sample.reshape(1, *self.manifest.inputs.shape[1:])
         for n in rows:
-            batch = np.repeat(sample, n, axis=0)
+            batch = self.sample_batch(n)
             self.predict(batch)
             costs = []
             for _ in range(repeat):
@@ -61,38 +85,33 @@ class LoadedModel:
             return self.timings[sizes[-1]] * rows / sizes[-1]
         return float(np.interp(rows, sizes, [self.timings[n] for n in sizes]))
 
-    @cached_property
-    def signature(self):  # -> service.tensors.Signature (imported lazily: no cycle)
-        from service.tensors import Signature
+    def predict(self, batch: Batch | np.ndarray) -> dict[str, np.ndarray]:
+        if not isinstance(batch, Batch):
+            from service.tensors import from_array
 
-        return Signature(self.manifest)
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> int:
-        return self.manifest.version
-
-    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+            batch = from_array(self.signature, np.asarray(batch))
         m = self.manifest
-        return name_outputs(m.task, m.raw_output, self.runtime.raw(batch), self._labels)
+        return name_outputs(m.task, m.raw_output, self.runtime.raw(batch), self._labels,
+                            self._out_dtypes)
 
     def check_samples(self) -> list[str]:
         """Run the manifest's samples; return one sentence per disagreement."""
-        batch = np.asarray([s.inputs for s in self.manifest.samples], dtype=np.float32)
-        got = self.predict(batch)
+        got = self.predict(self.sample_batch())
         problems = []
         for i, sample in enumerate(self.manifest.samples):
             problems.extend(compare_sample(i, sample, {k: v[i] for k, v in got.items()}))
         return problems
 
 
-def name_outputs(task: Task, raw_output: RawOutput, raw: np.ndarray,
-                 labels: np.ndarray) -> dict[str, np.ndarray]:
+def name_outputs(task: Task, raw_output: RawOutput, raw: np.ndarray, labels: np.ndarray,
+                 dtypes: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    dtypes = dtypes or {}
     if task is Task.REGRESSION:
-        return {"value": raw.reshape(len(raw)).astype(np.float32, copy=False)}
+        return {"value": raw.reshape(len(raw)).astype(dtypes.get("value", "float32"),
+                                                      copy=False)}
+    if raw_output is RawOutput.CLASS_INDEX:
+        class_id = raw.reshape(len(raw)).astype(np.int64)
+        return {"class_id": class_id, "label": labels[class_id]}
     if raw_output is RawOutput.POSITIVE_PROBABILITY:
         p = raw.reshape(len(raw), 1)
         raw = np.concatenate([1.0 - p, p], axis=1)

@@ -12,13 +12,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service import security
-from service.model import LoadedModel
+from service.protocols import v2
 from service.repository import Repository
-
-
-def _named(model: LoadedModel) -> dict[str, float]:
-    return dict(zip(model.signature.feature_names, model.manifest.samples[0].inputs,
-                    strict=True))
 
 
 def _examples(repository: Repository, path: str) -> dict[str, Any]:
@@ -32,17 +27,13 @@ def _examples(repository: Repository, path: str) -> dict[str, Any]:
         if model is None:
             continue
         m, sample = model.manifest, model.manifest.samples[0].inputs
-        tabular = model.signature.tabular
         if path.endswith(":predict"):
-            value: Any = {"instances": [_named(model) if tabular else sample]}
-        elif tabular and ((path.endswith(":classify") and m.labels)
-                          or (path.endswith(":regress") and m.target)):
-            value = {"examples": [_named(model)]}
+            value: Any = {"instances": [sample]}
+        elif model.signature.tabular and ((path.endswith(":classify") and m.labels)
+                                          or (path.endswith(":regress") and m.target)):
+            value = {"examples": [sample]}
         elif path.endswith("/infer"):
-            flat = [v for row in sample for v in row] if not tabular else sample
-            value = {"id": "example", "inputs": [{"name": m.inputs.name, "datatype": "FP32",
-                                                  "shape": [1, *m.inputs.shape[1:]],
-                                                  "data": flat}]}
+            value = {"id": "example", "inputs": v2.example_inputs(model)}
         else:
             continue
         out[name] = {"summary": f"{name} (set name = {name})", "value": value}

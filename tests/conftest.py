@@ -19,6 +19,22 @@ def committed_versions() -> list[Path]:
     return sorted(p for p in MODELS.glob("*/*") if p.is_dir() and p.name.isdigit())
 
 
+def sample_row(manifest, i: int = 0) -> list:
+    """A single-input model's sample as the list form of its input (the feature values
+    in manifest order, or the image)."""
+    (spec,) = manifest.inputs
+    inputs = manifest.samples[i].inputs
+    return inputs[spec.name] if spec.kind == "image" else [inputs[n] for n in spec.feature_names]
+
+
+def sample_array(manifest, dtype="float32"):
+    """Every sample of a single-input model as one array, batch first."""
+    import numpy as np
+
+    return np.asarray([sample_row(manifest, i) for i in range(len(manifest.samples))],
+                      dtype=dtype)
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     from training.data import DataDir, resolve_data_dir

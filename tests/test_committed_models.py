@@ -44,13 +44,13 @@ def test_manifest_metrics_match_a_fresh_evaluation(data_dir):
     on the reference split and compare."""
     from sklearn.model_selection import train_test_split
 
-    from training.common import classification_metrics
     from training.data import load_wine
+    from training.publishing.evaluate import classification_metrics
 
     x, quality, _ = load_wine(data_dir)
     _, x_te, _, y_te = train_test_split(x, (quality >= 6).astype(int), random_state=42)
     model = load_version(MODELS / "wine-quality" / "2")
-    got = classification_metrics(y_te, model.predict(x_te.astype(np.float32))["probabilities"])
+    got = classification_metrics(y_te, model.predict(x_te)["probabilities"])
     recorded = model.manifest.evaluation.test_metrics
     assert got["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-6)
     assert got["roc_auc"] == pytest.approx(recorded["roc_auc"], abs=1e-4)

@@ -244,7 +244,7 @@ def test_in_a_failed_batch_only_the_culprit_request_fails(inproc, monkeypatch):
             # Hold the first call on the inference thread, so the next requests queue
             # up and are merged into one batch.
             assert release.wait(30)
-        if (batch[:, 10] > 100).any():  # the fault: any row with alcohol 1000 %
+        if (batch["features"][:, 10] > 100).any():  # the fault: a row with alcohol 1000 %
             raise RuntimeError(SECRET)
         return honest(batch)
 

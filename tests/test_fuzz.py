@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from service.loader import read_manifest
-from tests.conftest import MODELS
+from tests.conftest import MODELS, sample_row
 
 WINE = read_manifest(MODELS / "wine-quality" / "2")
-ROW = WINE.samples[0].inputs
-NAMES = list(WINE.inputs.feature_names)
-HOUSING_ROW = read_manifest(MODELS / "housing" / "2").samples[0].inputs
+ROW = sample_row(WINE)
+NAMES = list(WINE.feature_names)
+HOUSING_ROW = sample_row(read_manifest(MODELS / "housing" / "2"))
 
 # Every POST route a client can reach, across models whose inputs differ.
 TFS = [f"/v1/models/{m}{v}:{verb}" for m in ("wine-quality", "housing", "digits")

@@ -305,7 +305,7 @@ def test_labels_canary_split_and_policy_follow_config_edits(tmp_path):
 
 def _features(client: httpx.Client) -> list[str]:
     meta = client.get("/v1/models/wine-quality/versions/1/metadata").json()
-    return [f["name"] for f in meta["modelserve"]["input"]["features"]]
+    return [f["name"] for f in meta["modelserve"]["inputs"][0]["features"]]
 
 
 def _eventually(check, timeout: float = 15) -> None:

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from service.loader import read_manifest
-from tests.conftest import MODELS, TEST_LIMITS, Server
+from tests.conftest import MODELS, TEST_LIMITS, Server, sample_row
 
 WINE = read_manifest(MODELS / "wine-quality" / "2")
-ROW = WINE.samples[0].inputs
-NAMED = dict(zip(WINE.inputs.feature_names, ROW, strict=True))
+ROW = sample_row(WINE)
+NAMED = dict(zip(WINE.feature_names, ROW, strict=True))
 
 
 def _error(r, status: int, *needles: str) -> dict:
@@ -179,7 +179,7 @@ def test_a_broken_version_does_not_stop_the_others(tmp_path):
             assert v3["state"] == "END" and "model.joblib" in v3["status"]["error_message"]
             # Versionless requests skip the failed version and use the latest good one.
             r = c.post("/v1/models/housing:predict", json={"instances": [
-                read_manifest(MODELS / "housing" / "2").samples[0].inputs]})
+                sample_row(read_manifest(MODELS / "housing" / "2"))]})
             assert r.status_code == 200 and r.headers["model-version"] == "2"
             _error(c.post("/v1/models/housing/versions/3:predict", json={"instances": [[0] * 8]}),
                    503, "not available", "model.joblib")

@@ -20,7 +20,7 @@ def _named(name: str, version: int) -> tuple[dict, dict]:
     """A sample as a named-feature object, and the outputs its manifest expects."""
     m = _manifest(name, version)
     sample = m.samples[0]
-    return dict(zip(m.inputs.feature_names, sample.inputs, strict=True)), sample.expected
+    return dict(sample.inputs), sample.expected
 
 
 def test_health(client):
@@ -53,13 +53,17 @@ def test_metadata_signature_and_manifest_facts(client, name):
     m = _manifest(name, int(body["model_spec"]["version"]))
     sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     (input_name, tensor), = sig["inputs"].items()
-    assert input_name == m.inputs.name and tensor["dtype"] == "DT_FLOAT"
-    assert [d["size"] for d in tensor["tensor_shape"]["dim"]] == [str(d) for d in m.inputs.shape]
+    (spec,) = m.inputs
+    # Features reach the model in the dtype it was fitted with: float64 for scikit-learn.
+    want = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE"}[
+        spec.dtype or spec.features[0].dtype]
+    assert input_name == spec.name and tensor["dtype"] == want
+    assert [d["size"] for d in tensor["tensor_shape"]["dim"]] == [str(d) for d in spec.shape]
     assert set(sig["outputs"]) == {o.name for o in m.outputs}
     facts = body["modelserve"]
     assert facts["evaluation"]["test_metrics"] == m.evaluation.test_metrics
-    if m.inputs.features:
-        assert [f["name"] for f in facts["input"]["features"]] == m.inputs.feature_names
+    if spec.features:
+        assert [f["name"] for f in facts["inputs"][0]["features"]] == spec.feature_names
 
 
 @pytest.mark.parametrize("name", MODELS_SERVED)

@@ -8,7 +8,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from service.loader import read_manifest
-from tests.conftest import MODELS
+from tests.conftest import MODELS, sample_array
 
 MODELS_SERVED = ["digits", "wine-quality", "housing", "auscultation"]
 
@@ -32,8 +32,9 @@ def test_server_metadata_and_readiness(triton_client):
 def test_model_metadata(triton_client, name):
     meta = triton_client.get_model_metadata(name)
     m = read_manifest(MODELS / name / meta["versions"][0])
-    assert meta["inputs"] == [{"name": m.inputs.name, "datatype": "FP32",
-                               "shape": m.inputs.shape}]
+    (spec,) = m.inputs
+    want = {"float32": "FP32", "float64": "FP64"}[spec.dtype or spec.features[0].dtype]
+    assert meta["inputs"] == [{"name": spec.name, "datatype": want, "shape": spec.shape}]
     assert {o["name"] for o in meta["outputs"]} == {o.name for o in m.outputs}
 
 
@@ -41,8 +42,8 @@ def test_model_metadata(triton_client, name):
 @pytest.mark.parametrize("name", MODELS_SERVED)
 def test_infer_reproduces_manifest_samples(triton_client, name, binary):
     m = read_manifest(MODELS / name / "2")
-    x = np.asarray([s.inputs for s in m.samples], dtype=np.float32)
-    inp = triton.InferInput(m.inputs.name, list(x.shape), "FP32")
+    x = sample_array(m)
+    inp = triton.InferInput(m.inputs[0].name, list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=binary)
     outputs = [triton.InferRequestedOutput(o.name, binary_data=binary) for o in m.outputs]
     result = triton_client.infer(name, [inp], model_version="2", outputs=outputs,
@@ -72,7 +73,7 @@ def test_default_client_call_without_outputs_gets_binary_outputs(triton_client):
 def test_one_tensor_per_feature(triton_client):
     m = read_manifest(MODELS / "wine-quality" / "2")
     inputs = []
-    for name, value in zip(m.inputs.feature_names, m.samples[0].inputs, strict=True):
+    for name, value in m.samples[0].inputs.items():
         t = triton.InferInput(name, [1], "FP64")
         t.set_data_from_numpy(np.array([value], dtype=np.float64))
         inputs.append(t)
@@ -81,7 +82,7 @@ def test_one_tensor_per_feature(triton_client):
 
 
 def test_classification_extension(triton_client):
-    x = np.asarray([read_manifest(MODELS / "auscultation" / "2").samples[0].inputs], np.float32)
+    x = sample_array(read_manifest(MODELS / "auscultation" / "2"))[:1]
     inp = triton.InferInput("features", list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=False)
     out = triton.InferRequestedOutput("probabilities", binary_data=False, class_count=2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.batch import Batch
 from service.loader import load_version
 from service.runtimes.lean import TOLERANCE, compile_lean, probe_batch
 from service.runtimes.lean.dense import DenseStack
@@ -17,10 +18,10 @@ LEAN = {("wine-quality", 1): "numpy-dense", ("housing", 1): "numpy-dense",
         ("housing", 2): "numba-trees", ("auscultation", 2): "numba-trees"}
 
 
-def fresh_batch(model, rows: int = 300) -> np.ndarray:
+def fresh_batch(model, rows: int = 300) -> Batch:
     """Not the load-time probe: another seed, and values past the training range."""
     rng = np.random.default_rng(12345)
-    spec = model.manifest.inputs
+    (spec,) = model.manifest.inputs
     if spec.features:
         lo = np.array([f.min for f in spec.features])
         hi = np.array([f.max for f in spec.features])
@@ -29,7 +30,7 @@ def fresh_batch(model, rows: int = 300) -> np.ndarray:
     else:
         x = rng.uniform(0, 255, size=(rows, *spec.shape[1:]))
         x[: rows // 2] = np.round(x[: rows // 2] / 255) * 255  # ink-like, saturated
-    return x.astype(np.float32)
+    return Batch.of({spec.name: x.astype(model.signature.inputs[0].dtype)})
 
 
 @pytest.mark.parametrize("key", sorted(LEAN), ids=lambda k: f"{k[0]}-{k[1]}")
@@ -43,7 +44,7 @@ def test_lean_engine_serves_and_matches_the_framework(key):
     assert np.all(np.abs(got - want) <= TOLERANCE * np.maximum(np.abs(want), 1.0))
     # One row at a time takes another code path in the tree walker.
     for i in (0, 1, 150):
-        np.testing.assert_allclose(model.runtime.raw(x[i : i + 1]), want[i : i + 1],
+        np.testing.assert_allclose(model.runtime.raw(x.slice(i, i + 1)), want[i : i + 1],
                                    rtol=TOLERANCE, atol=TOLERANCE)
 
 
@@ -65,7 +66,7 @@ def test_a_rebuild_that_disagrees_is_refused(monkeypatch):
 
 def test_probe_batch_covers_each_feature_range():
     model = load_version(MODELS / "housing" / "2", lean=False)
-    probe = probe_batch(model.manifest)
-    lo = np.array([f.min for f in model.manifest.inputs.features], dtype=np.float32)
-    hi = np.array([f.max for f in model.manifest.inputs.features], dtype=np.float32)
+    probe = probe_batch(model.manifest)["features"]
+    lo = np.array([f.min for f in model.manifest.features])
+    hi = np.array([f.max for f in model.manifest.features])
     assert (probe.min(axis=0) <= lo).all() and (probe.max(axis=0) >= hi).all()

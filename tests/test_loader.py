@@ -9,11 +9,12 @@ import pytest
 
 from service.errors import ModelLoadError
 from service.loader import load_version
+from tests.conftest import sample_array
 
 
 def test_loads_and_predicts_named_outputs(copy_version):
     model = load_version(copy_version("wine-quality", 2))
-    out = model.predict(np.asarray([s.inputs for s in model.manifest.samples], np.float32))
+    out = model.predict(sample_array(model.manifest))
     assert set(out) == {"probabilities", "class_id", "label"}
     assert out["probabilities"].shape == (len(model.manifest.samples), 2)
     assert np.allclose(out["probabilities"].sum(axis=1), 1, atol=1e-5)
@@ -22,7 +23,7 @@ def test_loads_and_predicts_named_outputs(copy_version):
 
 def test_regressor_returns_value(copy_version):
     model = load_version(copy_version("housing", 2))
-    out = model.predict(np.asarray([model.manifest.samples[0].inputs], np.float32))
+    out = model.predict(sample_array(model.manifest)[:1])
     assert list(out) == ["value"] and out["value"].shape == (1,)
 
 

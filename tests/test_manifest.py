@@ -7,6 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from service.loader import parse_manifest
 from service.manifest import Manifest
 from tests.conftest import committed_versions
 
@@ -18,7 +19,7 @@ def _committed_manifest() -> dict:
 @pytest.mark.parametrize("folder", committed_versions(), ids=lambda p: f"{p.parent.name}-{p.name}")
 def test_committed_manifest_round_trips(folder):
     raw = json.loads((folder / "manifest.json").read_text())
-    manifest = Manifest.model_validate(raw)
+    manifest = parse_manifest(raw)  # schema 1 on disk, upgraded in memory
     again = Manifest.model_validate_json(manifest.model_dump_json())
     assert again == manifest
     assert manifest.name == folder.parent.name
@@ -29,7 +30,7 @@ def test_unknown_key_is_refused():
     raw = _committed_manifest()
     raw["evalution"] = {}
     with pytest.raises(ValidationError, match="evalution"):
-        Manifest.model_validate(raw)
+        parse_manifest(raw)
 
 
 @pytest.mark.parametrize("path", ["../escape.joblib", "/etc/passwd", "a/../../b", ""])
@@ -37,14 +38,14 @@ def test_artifact_path_must_stay_inside_the_folder(path):
     raw = _committed_manifest()
     raw["artifacts"][0]["path"] = path
     with pytest.raises(ValidationError, match="plain path inside the version folder"):
-        Manifest.model_validate(raw)
+        parse_manifest(raw)
 
 
 def test_checksum_must_be_hex():
     raw = _committed_manifest()
     raw["artifacts"][0]["sha256"] = "not-a-digest"
     with pytest.raises(ValidationError, match="64 lowercase hex"):
-        Manifest.model_validate(raw)
+        parse_manifest(raw)
 
 
 def test_task_and_outputs_must_agree():
@@ -52,7 +53,7 @@ def test_task_and_outputs_must_agree():
                       / "manifest.json").read_text())
     raw["target"] = None
     with pytest.raises(ValidationError, match="regressor names its target"):
-        Manifest.model_validate(raw)
+        parse_manifest(raw)
 
 
 def test_tabular_shape_matches_features():
@@ -60,4 +61,4 @@ def test_tabular_shape_matches_features():
                       / "manifest.json").read_text())
     raw["inputs"]["shape"] = [-1, 10]
     with pytest.raises(ValidationError, match=r"tabular shape must be \[-1, 11\]"):
-        Manifest.model_validate(raw)
+        parse_manifest(raw)

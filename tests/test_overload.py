@@ -13,9 +13,9 @@ import time
 import httpx
 
 from service.loader import read_manifest
-from tests.conftest import MODELS, Server
+from tests.conftest import MODELS, Server, sample_row
 
-ROW = read_manifest(MODELS / "wine-quality" / "2").samples[0].inputs
+ROW = sample_row(read_manifest(MODELS / "wine-quality" / "2"))
 LIMIT = 3
 
 

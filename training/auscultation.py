@@ -18,17 +18,9 @@ import numpy as np
 from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
-from service.manifest import Evaluation, Framework, RawOutput, Task
-from training.common import (
-    SEED,
-    FeatureInfo,
-    TrainedModel,
-    classification_metrics,
-    cross_validate,
-    pick_samples,
-    tabular_input,
-)
-from training.data import AUSCULTATION_FILE, AUSCULTATION_STATS, DataDir, load_auscultation
+from training.common import SEED, FeatureInfo, TrainedModel, cross_validate
+from training.data import AUSCULTATION_FILE, AUSCULTATION_STATS, DataDir, Split, load_auscultation
+from training.publishing.evaluate import classification_metrics
 
 LABELS = ["normal", "crackles", "wheezes", "both"]
 
@@ -105,18 +97,31 @@ def _splits(quick: bool):
             StratifiedGroupKFold(n_splits=2 if quick else 5, shuffle=True, random_state=SEED))
 
 
-def train(recipe_name: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
-    if recipe_name not in RECIPES_TABLE:
-        raise ValueError(f"auscultation recipes are {RECIPES}, not {recipe_name!r}")
-    recipe = RECIPES_TABLE[recipe_name]
+def _table(recipe: Recipe, data: DataDir, quick: bool):  # -> x, y, groups, dev, test
     df = load_auscultation(data)
     if quick:
         df = df[df["patient_ID"].isin(sorted(df["patient_ID"].unique())[:40])]
     x = df[recipe.features].to_numpy(np.float64)
     y = df["state"].to_numpy(np.int64)
     groups = df["patient_ID"].to_numpy()
-    holdout, cv_splitter = _splits(quick)
+    holdout, _ = _splits(quick)
     dev, test = next(holdout.split(x, y, groups))
+    return x, y, groups, dev, test
+
+
+def split(recipe_name: str, data: DataDir, *, quick: bool = False) -> Split:
+    """Development patients and held-out patients (no patient on both sides)."""
+    recipe = RECIPES_TABLE[recipe_name]
+    x, y, _, dev, test = _table(recipe, data, quick)
+    return Split(x[dev], y[dev], x[test], y[test], recipe.features)
+
+
+def train(recipe_name: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
+    if recipe_name not in RECIPES_TABLE:
+        raise ValueError(f"auscultation recipes are {RECIPES}, not {recipe_name!r}")
+    recipe = RECIPES_TABLE[recipe_name]
+    x, y, groups, dev, test = _table(recipe, data, quick)
+    _, cv_splitter = _splits(quick)
     print(f"auscultation/{recipe_name}: {len(dev)} dev cycles from "
           f"{len(np.unique(groups[dev]))} patients, {len(test)} test cycles from "
           f"{len(np.unique(groups[test]))} other patients", flush=True)
@@ -127,52 +132,37 @@ def train(recipe_name: str, data: DataDir, *, quick: bool = False) -> TrainedMod
 
     cv_metrics = cv(lambda: recipe.make(quick))
     model = recipe.make(quick).fit(x[dev], y[dev])
-    proba = model.predict_proba(x[test])
-    test_metrics = classification_metrics(y[test], proba)
-    print(f"auscultation/{recipe_name}: grouped CV {cv_metrics}", flush=True)
-    print(f"auscultation/{recipe_name}: held-out patients {test_metrics}", flush=True)
+    print(f"auscultation/{recipe_name}: grouped CV "
+          f"{ {k: round(v, 4) for k, v in cv_metrics.items()} }", flush=True)
 
-    majority = DummyClassifier(strategy="most_frequent")
     baselines = {
-        "majority class (held-out patients)": classification_metrics(
-            y[test], majority.fit(x[dev], y[dev]).predict_proba(x[test])),
         "majority class (grouped CV)": cv(lambda: DummyClassifier(strategy="most_frequent")),
     }
     if recipe_name != "knn":
         knn = RECIPES_TABLE["knn"]
-        xk = df[knn.features].to_numpy(np.float64)
+        xk, yk, _, dev_k, test_k = _table(knn, data, quick)
         baselines["reference k-NN (held-out patients)"] = classification_metrics(
-            y[test], knn.make(quick).fit(xk[dev], y[dev]).predict_proba(xk[test]))
+            yk[test_k], knn.make(quick).fit(xk[dev_k], yk[dev_k]).predict_proba(xk[test_k]))
 
-    samples = pick_samples(y[test])
     return TrainedModel(
         name="auscultation",
         recipe=recipe_name,
+        model=model,
         description="Respiratory-cycle state (normal, crackles, wheezes, both) from "
                     "statistics of the filtered lung sound (ICBHI 2017). " + recipe.description,
-        framework=Framework.SKLEARN,
-        estimator=model,
-        task=Task.CLASSIFICATION,
-        raw_output=RawOutput.PROBABILITIES,
-        inputs=tabular_input(x[dev], recipe.features, FEATURES),
-        labels=LABELS,
-        evaluation=Evaluation(
-            method="Split by patient: GroupShuffleSplit(test_size=0.2, seed 42) holds out 20% "
-                   "of patients as the test set; StratifiedGroupKFold(5, shuffled, seed 42) "
-                   "by patient_ID on the other patients gives the CV numbers. No patient is "
-                   "on both sides of any split.",
-            seed=SEED, train_rows=len(dev), test_rows=len(test),
-            test_metrics=test_metrics, cv_metrics=cv_metrics, baselines=baselines,
-            extra={"patients_dev": len(np.unique(groups[dev])),
-                   "patients_test": len(np.unique(groups[test])),
-                   "chance_balanced_accuracy": 0.25,
-                   "reference_notebook_accuracy_on_a_patient_leaking_split": 0.478},
-            datasets=data.record(AUSCULTATION_FILE),
-        ),
+        inputs=x[dev], features={n: FEATURES[n] for n in recipe.features},
+        X_test=x[test], y_test=y[test], y_train=y[dev], labels=LABELS,
+        method="Split by patient: GroupShuffleSplit(test_size=0.2, seed 42) holds out 20% "
+               "of patients as the test set; StratifiedGroupKFold(5, shuffled, seed 42) "
+               "by patient_ID on the other patients gives the CV numbers. No patient is "
+               "on both sides of any split.",
+        cv_metrics=cv_metrics, baselines=baselines,
+        extra={"patients_dev": len(np.unique(groups[dev])),
+               "patients_test": len(np.unique(groups[test])),
+               "chance_balanced_accuracy": 0.25,
+               "reference_notebook_accuracy_on_a_patient_leaking_split": 0.478},
+        datasets=data.record(AUSCULTATION_FILE),
         hyperparameters=recipe.hyperparameters(),
-        sample_inputs=x[test][samples],
-        y_test=y[test],
-        y_test_pred=proba.argmax(axis=1),
         notes=[
             "Weak signal: five summary statistics of a cycle say little about adventitious "
             "sounds. Balanced accuracy is only modestly above chance (0.25); do not use this "
@@ -181,7 +171,8 @@ def train(recipe_name: str, data: DataDir, *, quick: bool = False) -> TrainedMod
             "reference notebook's 47.8%) are optimistic and not comparable.",
             *(["Class weighting trades raw accuracy (below the majority baseline) for "
                "balanced accuracy; age and sex are patient attributes tied to diagnosis, so "
-               "their help depends on the patient population."] if recipe_name != "knn"
+               "their help depends on the patient population. Age and sex may be sent as "
+               "null: the pipeline imputes the training median."] if recipe_name != "knn"
               else []),
         ],
     )

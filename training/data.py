@@ -14,6 +14,7 @@ import struct
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,19 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     if env:
         return Path(env).resolve()
     return DEFAULT_DATA_DIR.resolve()
+
+
+@dataclass
+class Split:
+    """A trainer's held-out split: the rows it trains on and the rows it is scored on.
+    Trainers expose ``split(recipe, data)`` so the same held-out set can be replayed
+    through a running service."""
+
+    x_train: Any
+    y_train: np.ndarray
+    x_test: Any
+    y_test: np.ndarray
+    names: list[str] | None = None
 
 
 @dataclass

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.manifest import Evaluation, Framework, RawOutput, Task
-from training.common import SEED, TrainedModel, classification_metrics, mnist_input, pick_samples
-from training.data import MNIST_FILES, DataDir, load_mnist
+from training.common import SEED, TrainedModel
+from training.data import MNIST_FILES, DataDir, Split, load_mnist
+from training.publishing import ImageNote
 
 RECIPES = ("mlp", "cnn")
 LABELS = [str(d) for d in range(10)]
+# MNIST's own framing, which :predict_image reproduces for uploads.
+MNIST_IMAGE = ImageNote(
+    description="MNIST-style grayscale digit: raw pixel values 0-255, white ink on black, "
+                "size-normalised into 20x20 and centred by centre of mass in 28x28.",
+    preprocessing={"mode": "ink", "box": 20, "centre": "mass"},
+    foreground="light-on-dark", value_range=(0.0, 255.0))
 
 
 def _mlp(keras):
@@ -70,6 +76,16 @@ HYPERPARAMETERS = {
 }
 
 
+def split(recipe: str, data: DataDir, *, quick: bool = False) -> Split:
+    """The MNIST training file (its last 10% held back for early stopping inside
+    ``train``) and the official 10,000-image test set."""
+    x_all, y_all = load_mnist(data, "train")
+    x_test, y_test = load_mnist(data, "test")
+    if quick:  # a smoke run on a slice, for tests
+        x_all, y_all, x_test, y_test = x_all[:1500], y_all[:1500], x_test[:300], y_test[:300]
+    return Split(x_all.astype(np.float32), y_all, x_test.astype(np.float32), y_test)
+
+
 def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
     import keras
 
@@ -77,16 +93,14 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
         raise ValueError(f"digits recipes are {RECIPES}, not {recipe!r}")
     keras.utils.set_random_seed(SEED)
     hp = dict(HYPERPARAMETERS[recipe])
-    x_all, y_all = load_mnist(data, "train")
-    x_test, y_test = load_mnist(data, "test")
-    if quick:  # a smoke run on a slice, for tests
-        x_all, y_all, x_test, y_test = x_all[:1500], y_all[:1500], x_test[:300], y_test[:300]
+    s = split(recipe, data, quick=quick)
+    if quick:
         hp["max_epochs"] = 1
-    n_val = int(len(x_all) * hp["validation_fraction"])
-    x_tr, y_tr = x_all[:-n_val].astype(np.float32), y_all[:-n_val]
-    x_val, y_val = x_all[-n_val:].astype(np.float32), y_all[-n_val:]
+    n_val = int(len(s.x_train) * hp["validation_fraction"])
+    x_tr, y_tr = s.x_train[:-n_val], s.y_train[:-n_val]
+    x_val, y_val = s.x_train[-n_val:], s.y_train[-n_val:]
     print(f"digits/{recipe}: {len(x_tr)} train, {len(x_val)} validation, "
-          f"{len(x_test)} official test images", flush=True)
+          f"{len(s.x_test)} official test images", flush=True)
 
     model = _mlp(keras) if recipe == "mlp" else _cnn(keras)
     optimizer = (keras.optimizers.SGD(hp["learning_rate"]) if recipe == "mlp"
@@ -100,43 +114,28 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
     history = model.fit(x_tr, y_tr, validation_data=(x_val, y_val), epochs=hp["max_epochs"],
                         batch_size=hp["batch_size"], callbacks=callbacks, verbose=2)
     hp["epochs_run"] = len(history.history["loss"])
-
-    proba = model.predict(x_test.astype(np.float32), batch_size=1000, verbose=0)
-    test_metrics = classification_metrics(y_test, proba)
-    print(f"digits/{recipe}: official test {test_metrics}", flush=True)
-    samples = pick_samples(y_test)
     return TrainedModel(
         name="digits",
         recipe=recipe,
+        model=model,
         description="Handwritten digit classifier (0-9) for 28x28 MNIST-style grayscale images. "
                     + ("Reference multilayer perceptron." if recipe == "mlp"
                        else "Convolutional network trained with light augmentation."),
-        framework=Framework.KERAS,
-        estimator=model,
-        task=Task.CLASSIFICATION,
-        raw_output=RawOutput.PROBABILITIES,
-        inputs=mnist_input(),
+        inputs=x_tr, image=MNIST_IMAGE, X_test=s.x_test, y_test=s.y_test, y_train=y_tr,
         labels=LABELS,
-        evaluation=Evaluation(
-            method="Trained on the MNIST training file (first 90%; early stopping on the last "
-                   "10%) and scored once on the official 10,000-image MNIST test set"
-                   + (" (quick smoke run on a slice)" if quick else "") + ".",
-            seed=SEED, train_rows=len(x_tr), test_rows=len(x_test),
-            test_metrics=test_metrics,
-            extra={"validation_accuracy_best": round(max(history.history["val_accuracy"]), 6),
-                   "training_images_available": len(x_all)},
-            datasets=data.record(*MNIST_FILES["train"], *MNIST_FILES["test"]),
-        ),
+        method="Trained on the MNIST training file (first 90%; early stopping on the last "
+               "10%) and scored once on the official 10,000-image MNIST test set"
+               + (" (quick smoke run on a slice)" if quick else "") + ".",
+        extra={"validation_accuracy_best": round(max(history.history["val_accuracy"]), 6),
+               "training_images_available": len(s.x_train)},
+        datasets=data.record(*MNIST_FILES["train"], *MNIST_FILES["test"]),
         hyperparameters=hp,
-        sample_inputs=x_test[samples].astype(np.float32),
-        y_test=y_test,
-        y_test_pred=proba.argmax(axis=1),
         curves={k: [float(v) for v in vals] for k, vals in history.history.items()
                 if k in ("loss", "val_loss", "accuracy", "val_accuracy")},
         notes=[
-            f"Only {len(x_all):,} of the 60,000 official training images were available "
-            "offline (see the data README); the test set is the complete official one.",
+            f"Only {len(s.x_train):,} of the 60,000 official training images were available "
+            "offline (see docs/datasets.md); the test set is the complete official one.",
             "Expects MNIST preprocessing (white digit on black, centred by centre of mass in "
-            "a 20x20 box); photos of digits need that preprocessing first.",
+            "a 20x20 box); :predict_image does that for uploaded pictures.",
         ],
     )

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import train_test_split
 
-from service.manifest import Evaluation, Framework, RawOutput, Target, Task
-from training.common import SEED, FeatureInfo, TrainedModel, regression_metrics, tabular_input
-from training.data import HOUSING_FILE, DataDir, load_housing
+from service.manifest import Target
+from training.common import SEED, FeatureInfo, TrainedModel
+from training.data import HOUSING_FILE, DataDir, Split, load_housing
 from training.keras_tabular import KerasTabular
+from training.publishing.evaluate import regression_metrics
 
 RECIPES = ("ann", "boosting")
 
@@ -51,25 +50,23 @@ def _make(recipe: str, quick: bool) -> Any:
     return HistGradientBoostingRegressor(random_state=SEED, **params)
 
 
-def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
-    if recipe not in RECIPES:
-        raise ValueError(f"housing recipes are {RECIPES}, not {recipe!r}")
+def split(recipe: str, data: DataDir, *, quick: bool = False) -> Split:
+    """The reference split (the same for both recipes)."""
     x, y, names = load_housing(data)
     if quick:
         x, y = x[:2000], y[:2000]
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, random_state=SEED)
-    print(f"housing/{recipe}: {len(x_tr)} train, {len(x_te)} test rows", flush=True)
+    return Split(x_tr, y_tr, x_te, y_te, names)
 
-    model = _make(recipe, quick).fit(x_tr, y_tr)
-    pred = model.predict(x_te)
-    test_metrics = regression_metrics(y_te, pred)
-    print(f"housing/{recipe}: reference split {test_metrics}", flush=True)
-    baselines = {
-        "mean of training targets": regression_metrics(
-            y_te, DummyRegressor().fit(x_tr, y_tr).predict(x_te)),
-        "linear regression": regression_metrics(
-            y_te, LinearRegression().fit(x_tr, y_tr).predict(x_te)),
-    }
+
+def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
+    if recipe not in RECIPES:
+        raise ValueError(f"housing recipes are {RECIPES}, not {recipe!r}")
+    s = split(recipe, data, quick=quick)
+    print(f"housing/{recipe}: {len(s.x_train)} train, {len(s.x_test)} test rows", flush=True)
+
+    model = _make(recipe, quick).fit(s.x_train, s.y_train)
+    linear = LinearRegression().fit(s.x_train, s.y_train).predict(s.x_test)
 
     is_ann = recipe == "ann"
     if is_ann:
@@ -83,33 +80,23 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
         curves = {"train_half_squared_error": [float(-v) for v in model.train_score_],
                   "val_half_squared_error": [float(-v) for v in model.validation_score_]}
         xlabel = "boosting iteration"
-    samples = np.random.default_rng(SEED).choice(len(x_te), 4, replace=False)
     return TrainedModel(
         name="housing",
         recipe=recipe,
+        model=model.model if is_ann else model,
         description="California median house value of a census block group (1990) from 8 "
                     "block-group features, in units of $100,000. "
                     + ("Reference dense network (SGD, MSE)." if is_ann
                        else "Histogram gradient boosting."),
-        framework=Framework.KERAS if is_ann else Framework.SKLEARN,
-        estimator=model.model if is_ann else model,
-        task=Task.REGRESSION,
-        raw_output=RawOutput.VALUE,
-        inputs=tabular_input(x_tr, names, FEATURES),
-        target=TARGET,
-        evaluation=Evaluation(
-            method="Reference split train_test_split(X, y, random_state=42): 75% train, 25% "
-                   "test; model choices use only the training rows (early stopping on a "
-                   "validation slice of them).",
-            seed=SEED, train_rows=len(x_tr), test_rows=len(x_te),
-            test_metrics=test_metrics, baselines=baselines,
-            extra={"reference_notebook_test_mse": 0.3218},
-            datasets=data.record(HOUSING_FILE),
-        ),
+        inputs=s.x_train, features=FEATURES, X_test=s.x_test, y_test=s.y_test,
+        y_train=s.y_train, target=TARGET,
+        method="Reference split train_test_split(X, y, random_state=42): 75% train, 25% "
+               "test; model choices use only the training rows (early stopping on a "
+               "validation slice of them).",
+        baselines={"linear regression": regression_metrics(s.y_test, linear)},
+        extra={"reference_notebook_test_mse": 0.3218},
+        datasets=data.record(HOUSING_FILE),
         hyperparameters=hp,
-        sample_inputs=x_te[samples],
-        y_test=y_te,
-        y_test_pred=pred,
         curves=curves,
         curves_xlabel=xlabel,
         notes=[

@@ -16,18 +16,10 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from service.manifest import Evaluation, Framework, RawOutput, Task
-from training.common import (
-    SEED,
-    FeatureInfo,
-    TrainedModel,
-    classification_metrics,
-    cross_validate,
-    pick_samples,
-    tabular_input,
-)
-from training.data import WINE_FILE, DataDir, load_wine
+from training.common import SEED, FeatureInfo, TrainedModel, cross_validate
+from training.data import WINE_FILE, DataDir, Split, load_wine
 from training.keras_tabular import KerasTabular
+from training.publishing.evaluate import classification_metrics
 
 RECIPES = ("ann", "forest")
 LABELS = ["bad", "good"]
@@ -69,25 +61,35 @@ def _hyperparameters(recipe: str, quick: bool) -> dict[str, Any]:
     return {"estimator": "ExtraTreesClassifier", **params, "random_state": SEED}
 
 
-def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
-    if recipe not in RECIPES:
-        raise ValueError(f"wine-quality recipes are {RECIPES}, not {recipe!r}")
+def _labelled(data: DataDir, quick: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     x, quality, names = load_wine(data)
     if names != list(FEATURES):
         raise ValueError(f"{WINE_FILE}: unexpected columns {names}")
     y = (quality >= 6).astype(np.int64)
     if quick:
         x, y = x[:300], y[:300]
+    return x, y, names
+
+
+def split(recipe: str, data: DataDir, *, quick: bool = False) -> Split:
+    """The reference split (the same for both recipes)."""
+    x, y, names = _labelled(data, quick)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, random_state=SEED)
-    print(f"wine-quality/{recipe}: {len(x_tr)} train, {len(x_te)} test rows", flush=True)
+    return Split(x_tr, y_tr, x_te, y_te, names)
+
+
+def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
+    if recipe not in RECIPES:
+        raise ValueError(f"wine-quality recipes are {RECIPES}, not {recipe!r}")
+    x, y, _ = _labelled(data, quick)
+    s = split(recipe, data, quick=quick)
+    print(f"wine-quality/{recipe}: {len(s.x_train)} train, {len(s.x_test)} test rows",
+          flush=True)
 
     folds = 2 if quick else 5
     cv = cross_validate(lambda: _make(recipe, quick), x, y,
                         StratifiedKFold(folds, shuffle=True, random_state=SEED), label=recipe)
-    model = _make(recipe, quick).fit(x_tr, y_tr)
-    proba = model.predict_proba(x_te)
-    test_metrics = classification_metrics(y_te, proba)
-    print(f"wine-quality/{recipe}: reference split {test_metrics}", flush=True)
+    model = _make(recipe, quick).fit(s.x_train, s.y_train)
 
     # The honest variant: no wine on both sides of the split.
     x_u, first = np.unique(x, axis=0, return_index=True)
@@ -95,42 +97,29 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
     xu_tr, xu_te, yu_tr, yu_te = train_test_split(x_u, y_u, random_state=SEED)
     dedup = classification_metrics(yu_te, _make(recipe, quick).fit(xu_tr, yu_tr)
                                    .predict_proba(xu_te))
-    majority = np.bincount(y_tr).argmax()
-    baseline = classification_metrics(y_te, np.eye(2)[np.full(len(y_te), majority)])
 
     is_ann = recipe == "ann"
-    samples = pick_samples(y_te)
     curves = ({k: v for k, v in model.history.items() if k in ("loss", "val_loss", "accuracy",
                                                                 "val_accuracy")}
               if is_ann else {})
     return TrainedModel(
         name="wine-quality",
         recipe=recipe,
+        model=model.model if is_ann else model,
         description="Red wine quality: 'good' (quality >= 6) or 'bad' from 11 physicochemical "
                     "measurements (Vinho Verde, Cortez et al. 2009). "
                     + ("Reference dense network." if is_ann else "Extremely randomized trees."),
-        framework=Framework.KERAS if is_ann else Framework.SKLEARN,
-        estimator=model.model if is_ann else model,
-        task=Task.CLASSIFICATION,
-        raw_output=RawOutput.POSITIVE_PROBABILITY if is_ann else RawOutput.PROBABILITIES,
-        inputs=tabular_input(x_tr, names, FEATURES),
-        labels=LABELS,
-        evaluation=Evaluation(
-            method="Reference split train_test_split(X, y, random_state=42): 75% train, 25% "
-                   f"test; plus {folds}-fold stratified CV (shuffled, seed 42) over the whole "
-                   "file, each fold trained from scratch.",
-            seed=SEED, train_rows=len(x_tr), test_rows=len(x_te),
-            test_metrics=test_metrics, cv_metrics=cv,
-            baselines={"majority class (same test split)": baseline,
-                       "this recipe on the de-duplicated file": dedup},
-            extra={"duplicate_rows_in_file": int(len(x) - len(x_u)),
-                   "reference_notebook_accuracy": 0.74},
-            datasets=data.record(WINE_FILE),
-        ),
+        inputs=s.x_train, features=FEATURES, X_test=s.x_test, y_test=s.y_test,
+        y_train=s.y_train, labels=LABELS,
+        method="Reference split train_test_split(X, y, random_state=42): 75% train, 25% "
+               f"test; plus {folds}-fold stratified CV (shuffled, seed 42) over the whole "
+               "file, each fold trained from scratch.",
+        cv_metrics=cv,
+        variants={"this recipe on the de-duplicated file": dedup},
+        extra={"duplicate_rows_in_file": int(len(x) - len(x_u)),
+               "reference_notebook_accuracy": 0.74},
+        datasets=data.record(WINE_FILE),
         hyperparameters=_hyperparameters(recipe, quick),
-        sample_inputs=x_te[samples],
-        y_test=y_te,
-        y_test_pred=proba.argmax(axis=1),
         curves=curves,
         notes=[
             f"The file has {len(x) - len(x_u)} exact duplicate rows; on the reference split "

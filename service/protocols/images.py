@@ -1,5 +1,7 @@
-"""Digit images: ``POST /v1/models/{name}[/versions/{v}]:predict_image`` with a PNG or
-JPEG, either as the raw body or as a multipart file upload (``-F file=@digit.png``)."""
+"""Images: ``POST /v1/models/{name}[/versions/{v}]:predict_image`` with a PNG or JPEG,
+either as the raw body or as a multipart file upload (``-F file=@digit.png``), for any
+model whose one input is an image; the manifest declares how a picture becomes that
+input (``service/images.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from service import images
+from service.batch import Batch
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.protocols.common import json_response, read_body, services
 from service.protocols.tfserving import resolve
@@ -82,20 +85,25 @@ async def _predict_image(request: Request, name: str, version: str | None,
                          label: str | None = None) -> Response:
     svc = services(request)
     model = resolve(svc, name, version, label)
-    spec = model.manifest.inputs.image
-    if spec is None:
-        raise InvalidInput(f"'{name}' takes named features, not images; use ':predict'.")
+    inputs = model.manifest.inputs
+    if len(inputs) != 1 or inputs[0].kind != "image":
+        kind = "named features" if all(i.kind == "tabular" for i in inputs) else "several inputs"
+        raise InvalidInput(f"'{name}' takes {kind}, not images; use ':predict'.")
+    spec = inputs[0]
     data, declared = await _image_bytes(request, svc.settings.max_image_bytes)
     img = images.decode(data, max_pixels=svc.settings.max_image_pixels)
     _check_declared(declared, img.format)
-    pixels = images.to_mnist(img, value_max=spec.value_max)
-    out = await svc.inference.predict(model, pixels[None])
-    body: dict[str, Any] = {
-        "model_name": model.name, "model_version": str(model.version),
-        "label": out["label"][0], "class_id": out["class_id"][0],
-        "probabilities": dict(zip(model.manifest.labels or [], out["probabilities"][0].tolist(),
-                                  strict=True)),
-    }
+    pixels = images.to_input(img, spec)
+    out = await svc.inference.predict(model, Batch({spec.name: pixels[None]}, 1))
+    body: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
+    if "value" in out:
+        body["value"] = out["value"][0]
+    else:
+        body["label"] = out["label"][0]
+        body["class_id"] = out["class_id"][0]
+    if "probabilities" in out:
+        body["probabilities"] = dict(zip(model.manifest.labels or [],
+                                         out["probabilities"][0].tolist(), strict=True))
     if request.query_params.get("return_input") in ("1", "true"):
         body["input"] = pixels.round(1)
     return json_response(body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -30,7 +31,8 @@ from service.repository import ModelView, State, VersionStatus
 
 router = APIRouter(tags=["TF-Serving REST"])
 
-_DTYPES = {"float32": "DT_FLOAT", "int64": "DT_INT64", "string": "DT_STRING"}
+_DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int64": "DT_INT64",
+           "string": "DT_STRING", "bool": "DT_BOOL", "uint8": "DT_UINT8"}
 
 
 def parse_version(raw: str | None) -> int | None:
@@ -112,7 +114,7 @@ def manifest_facts(m: Manifest) -> dict[str, Any]:
         "description": m.description,
         "framework": m.framework.value, "framework_version": m.framework_version,
         "task": m.task.value,
-        "input": m.inputs.model_dump(exclude_none=True),
+        "inputs": [i.model_dump(exclude_none=True) for i in m.inputs],
         "labels": m.labels, "target": m.target.model_dump() if m.target else None,
         "outputs": [o.model_dump() for o in m.outputs],
         "evaluation": m.evaluation.model_dump(),
@@ -135,12 +137,29 @@ def serving_facts(model: LoadedModel) -> dict[str, Any]:
     }
 
 
+def input_tensors(model: LoadedModel) -> list[dict[str, Any]]:
+    """The model's inputs as tensors: each input whole, or, when its features differ
+    in dtype, one tensor per feature."""
+    out: list[dict[str, Any]] = []
+    for inp in model.signature.inputs:
+        if inp.tabular and inp.dtype == object:
+            out.extend({"name": f.name, "dtype": f.dtype, "shape": [-1]} for f in inp.features)
+        elif inp.tabular:
+            out.append({"name": inp.name, "dtype": inp.features[0].dtype,
+                        "shape": [-1, *inp.sample_shape]})
+        else:
+            out.append({"name": inp.name, "dtype": inp.dtype.name,
+                        "shape": [-1, *inp.sample_shape]})
+    return out
+
+
 async def _metadata(request: Request, name: str, version: str | None,
                     label: str | None = None) -> Response:
     model = resolve(services(request), name, version, label)
     m = model.manifest
     signature = {
-        "inputs": {m.inputs.name: _tensor_info(m.inputs.name, m.inputs.dtype, m.inputs.shape)},
+        "inputs": {t["name"]: _tensor_info(t["name"], t["dtype"], t["shape"])
+                   for t in input_tensors(model)},
         "outputs": {o.name: _tensor_info(o.name, o.dtype, o.shape) for o in m.outputs},
         "method_name": "tensorflow/serving/predict",
     }
@@ -210,26 +229,30 @@ async def _predict(request: Request, name: str, version: str | None,
             + (", not both." if has_rows else "; neither was found.")
             + f" Example: {{\"instances\": [{_example(model)}]}}")
     if has_rows:
-        batch = tensors.batch_from_rows(sig, payload["instances"], "instances",
-                                        svc.settings.max_batch_rows)
+        batch = tensors.from_rows(sig, payload["instances"], "instances",
+                                  svc.settings.max_batch_rows)
     else:
-        batch = tensors.batch_from_columns(sig, payload["inputs"], svc.settings.max_batch_rows)
+        batch = tensors.from_columns(sig, payload["inputs"], svc.settings.max_batch_rows)
     outputs = await svc.inference.predict(model, batch)
     body: dict[str, Any] = ({"predictions": _rows(outputs)} if has_rows
                             else {"outputs": _columns(outputs)})
-    warnings = tensors.out_of_range_warnings(sig, batch)
+    warnings = tensors.warnings(sig, batch)
     if warnings:
         body["warnings"] = warnings
     return json_response(body, headers=_version_header(model))
 
 
 def _example(model: LoadedModel) -> str:
-    sig = model.signature
-    if sig.tabular:
-        values = model.manifest.samples[0].inputs
-        return "{" + ", ".join(f'"{n}": {v:g}' for n, v in zip(sig.feature_names, values,
-                                                               strict=True)) + "}"
-    return "[[0, 0, ...28 values], ...28 rows]"
+    """The first sample as a short instance, for error messages."""
+    parts = []
+    for key, value in model.manifest.samples[0].inputs.items():
+        if isinstance(value, list):
+            shown = "[...]" if not value or not isinstance(value[0], list) else (
+                f"[[...{len(value[0])} values], ...{len(value)} rows]")
+        else:
+            shown = orjson.dumps(value).decode()
+        parts.append(f"{orjson.dumps(key).decode()}: {shown}")
+    return "{" + ", ".join(parts) + "}"
 
 
 async def _examples_batch(request: Request, name: str, version: str | None, label: str | None,
@@ -255,8 +278,8 @@ async def _examples_batch(request: Request, name: str, version: str | None, labe
         examples = [{**context, **e} if isinstance(e, dict) else e for e in examples]
     if isinstance(examples, list) and not all(isinstance(e, dict) for e in examples):
         raise InvalidInput("Each entry of 'examples' must be an object of named features.")
-    batch = tensors.batch_from_rows(model.signature, examples, "examples",
-                                    svc.settings.max_batch_rows)
+    batch = tensors.from_rows(model.signature, examples, "examples",
+                              svc.settings.max_batch_rows)
     return model, batch, svc
 
 
@@ -269,7 +292,7 @@ async def _classify(request: Request, name: str, version: str | None,
     body: dict[str, Any] = {"results": [[[label, p] for label, p in zip(labels, row,
                                                                          strict=True)]
                                         for row in proba]}
-    warnings = tensors.out_of_range_warnings(model.signature, batch)
+    warnings = tensors.warnings(model.signature, batch)
     if warnings:
         body["warnings"] = warnings
     return json_response(body, headers=_version_header(model))
@@ -280,7 +303,7 @@ async def _regress(request: Request, name: str, version: str | None,
     model, batch, svc = await _examples_batch(request, name, version, label, Task.REGRESSION)
     values = (await svc.inference.predict(model, batch))["value"]
     body: dict[str, Any] = {"results": values}
-    warnings = tensors.out_of_range_warnings(model.signature, batch)
+    warnings = tensors.warnings(model.signature, batch)
     if warnings:
         body["warnings"] = warnings
     return json_response(body, headers=_version_header(model))

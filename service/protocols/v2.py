@@ -8,8 +8,10 @@ instead of ``data``. It sets no Content-Type, so none is required here.
 ``/versions/{v}`` also takes a version label from the model's config.json
 (``/v2/models/wine-quality/versions/canary/infer``): V2 has no label route of its own.
 
-A tabular model takes either one tensor named after its input (``features``,
-shape ``[n, k]``) or one tensor per feature (``alcohol``, shape ``[n]`` or ``[n, 1]``).
+A tabular input is sent either as one tensor named after it (``features``, shape
+``[n, k]``, when its features share a numeric or boolean dtype) or as one tensor per
+feature (``alcohol``, shape ``[n]`` or ``[n, 1]``; strings as BYTES, booleans as BOOL).
+A model with several inputs takes one tensor (or set of feature tensors) per input.
 """
 
 from __future__ import annotations
@@ -40,21 +42,23 @@ from service.protocols.common import (
 )
 from service.protocols.tfserving import manifest_facts, parse_version, serving_facts
 from service.repository import State
+from service.signature import V2_DATATYPES, Signature
 
 router = APIRouter(tags=["KServe V2"])
 
 HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data", "classification"]
 
-# V2 datatype -> little-endian numpy dtype. BOOL and BYTES are not numbers a model
-# here can take; BF16 is decoded by hand (numpy has no bfloat16).
+# V2 datatype -> little-endian numpy dtype. BF16 is decoded by hand (numpy has no
+# bfloat16); BOOL is one byte per value and BYTES length-prefixed strings.
 NUMERIC = {
     "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "BF16": "<u2",
     "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
     "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
 }
 ALL_DATATYPES = [*NUMERIC, "BOOL", "BYTES"]
-OUTPUT_DATATYPES = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
+OUTPUT_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64",
+                    "string": "BYTES"}
 PLATFORMS = {Framework.KERAS: "tensorflow_keras", Framework.SKLEARN: "sklearn_joblib"}
 
 
@@ -83,12 +87,45 @@ def _model_metadata(svc: Services, name: str, version: str | None) -> dict[str, 
         "name": m.name,
         "versions": versions if version is None else [str(m.version)],
         "platform": PLATFORMS[m.framework],
-        "inputs": [{"name": m.inputs.name, "datatype": "FP32", "shape": m.inputs.shape}],
+        "inputs": input_metadata(model.signature),
         "outputs": [{"name": o.name, "datatype": OUTPUT_DATATYPES[o.dtype], "shape": o.shape}
                     for o in m.outputs],
         "parameters": {"version": str(m.version)},
         "modelserve": {**manifest_facts(m), "serving": serving_facts(model)},
     }
+
+
+def input_metadata(sig: Signature) -> list[dict[str, Any]]:
+    """Each input as one tensor, or, when its features differ in dtype, one tensor per
+    feature."""
+    out: list[dict[str, Any]] = []
+    for inp in sig.inputs:
+        datatype = inp.v2_datatype()
+        if datatype is not None:
+            out.append({"name": inp.name, "datatype": datatype,
+                        "shape": [-1, *inp.sample_shape]})
+        else:
+            out.extend({"name": f.name, "datatype": V2_DATATYPES[f.dtype], "shape": [-1]}
+                       for f in inp.features)
+    return out
+
+
+def example_inputs(model: LoadedModel) -> list[dict[str, Any]]:
+    """The first manifest sample as V2 JSON tensors (per input, or per feature)."""
+    sample = model.manifest.samples[0].inputs
+    out: list[dict[str, Any]] = []
+    for inp in model.signature.inputs:
+        datatype = inp.v2_datatype()
+        if datatype is None:
+            out.extend({"name": f.name, "datatype": V2_DATATYPES[f.dtype], "shape": [1],
+                        "data": [sample[f.name]]} for f in inp.features)
+            continue
+        value = sample[inp.name] if inp.name in sample else [sample[n]
+                                                             for n in inp.feature_names]
+        flat = np.asarray(value).reshape(-1).tolist()
+        out.append({"name": inp.name, "datatype": datatype,
+                    "shape": [1, *inp.sample_shape], "data": flat})
+    return out
 
 
 @router.get("/v2/models/{name}", summary="Model metadata (latest version)")
@@ -146,7 +183,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                                    bool(params.get("binary_data_output", False)))
     outputs = await svc.inference.predict(model, batch)
     return _encode_response(model, request_id, outputs, requested,
-                            tensors.out_of_range_warnings(model.signature, batch))
+                            tensors.warnings(model.signature, batch))
 
 
 # Public: service.fastlane serves this same handler without FastAPI's routing.
@@ -195,62 +232,76 @@ def _parameters(obj: dict[str, Any], field: str) -> dict[str, Any]:
     return params
 
 
-def _decode_inputs(model: LoadedModel, inputs: Any, binary: bytes, max_rows: int) -> np.ndarray:
+def _decode_inputs(model: LoadedModel, inputs: Any, binary: bytes,
+                   max_rows: int) -> tensors.Batch:
     sig = model.signature
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors "
                            f"({{\"name\", \"shape\", \"datatype\", \"data\"}}); "
-                           f"{model.name} takes '{sig.input_name}' with shape "
-                           f"{[-1, *sig.sample_shape]}.")
+                           f"{sig.model} takes {_takes(sig)}.")
     offset = 0
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(inputs):
-        arr, offset = _decode_tensor(tensor, i, binary, offset)
+        arr, offset = _decode_tensor(sig, tensor, i, binary, offset)
         name = tensor["name"]
         if name in arrays:
-            raise InvalidInput(f"Input '{name}' appears twice.")
+            raise InvalidInput(f"Input '{name[:40]}' appears twice.")
         arrays[name] = arr
     if offset != len(binary):
         raise InvalidInput(f"The body holds {len(binary) - offset} bytes of binary data that "
                            "no input claims (check binary_data_size).")
-
-    if set(arrays) == {sig.input_name}:
-        arr = arrays[sig.input_name]
-        if not sig.tabular and arr.ndim == 4 and arr.shape[-1] == 1:
-            arr = arr[..., 0]  # [n, 28, 28, 1] is the same image
-        _check_batch(len(arr) if arr.ndim else 0, max_rows)
-        return tensors.to_batch(sig, arr, f"inputs[{sig.input_name}]")
-    if sig.tabular and sig.input_name not in arrays:
-        unknown = [n for n in arrays if n not in sig.index]
-        if not unknown:
-            columns = {}
-            for n, arr in arrays.items():
-                if arr.ndim == 2 and arr.shape[1] == 1:
-                    arr = arr[:, 0]
-                if arr.ndim != 1:
-                    raise InvalidInput(f"Feature tensor '{n}' must have shape [n] or [n, 1], "
-                                       f"got {list(arr.shape)}.")
-                columns[n] = arr
-            _check_batch(len(next(iter(columns.values()))), max_rows)
-            return tensors.batch_from_named_columns(sig, columns, "inputs")
-    valid = f"'{sig.input_name}' with shape {[-1, *sig.sample_shape]}"
-    if sig.tabular:
-        valid += " or one tensor per feature: " + ", ".join(f"'{n}'" for n in sig.feature_names)
-    names = [n for n in arrays if n != sig.input_name and n not in sig.index] or list(arrays)
-    raise InvalidInput(f"Unknown input {', '.join(repr(n[:40]) for n in names[:5])} for "
-                       f"{sig.model}; it takes {valid}.",
-                       [detail(f"inputs[{n[:40]}]", "unknown input") for n in names[:5]])
+    for name, arr in arrays.items():
+        if arr.ndim == 0 or arr.shape[0] == 0:
+            raise InvalidInput(f"Input '{name[:40]}' holds no examples: the batch is empty; "
+                               "send at least one example.")
+        if arr.shape[0] > max_rows:
+            raise InvalidInput(f"The batch holds {arr.shape[0]} examples; the maximum per "
+                               f"request is {max_rows}.")
+    return tensors.from_arrays(sig, arrays, "inputs", max_rows)
 
 
-def _check_batch(n: int, max_rows: int) -> None:
-    if n == 0:
-        raise InvalidInput("The batch is empty: send at least one example.")
-    if n > max_rows:
-        raise InvalidInput(f"The batch holds {n} examples; the maximum per request is "
-                           f"{max_rows}.")
+def _takes(sig: Signature) -> str:
+    parts = []
+    for inp in sig.inputs:
+        text = f"'{inp.name}' with shape {[-1, *inp.sample_shape]}"
+        if inp.tabular:
+            if inp.v2_datatype() is None:
+                text = "one tensor per feature: "
+            else:
+                text += " or one tensor per feature: "
+            text += ", ".join(f"'{f.name}'" for f in inp.features[:30])
+        parts.append(text)
+    return "; ".join(parts)
 
 
-def _decode_tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[np.ndarray, int]:
+def _target(sig: Signature, name: str, where: str) -> tuple[str, set[str]]:
+    """What a tensor named ``name`` feeds, and the datatypes that can carry it."""
+    inp = sig.by_name.get(name)
+    if inp is not None:
+        datatype = inp.v2_datatype()
+        if datatype is None:
+            raise InvalidInput(f"{where}: input '{name}' has features of different types; "
+                               "send one tensor per feature: "
+                               + ", ".join(f"'{f.name}' ({V2_DATATYPES[f.dtype]})"
+                                           for f in inp.features[:30]) + ".")
+        what = "images" if not inp.tabular else f"input '{name}'"
+        return what, _CARRIERS[datatype]
+    feature = sig.features.get(name)
+    if feature is not None:
+        return f"feature '{name}'", _CARRIERS[V2_DATATYPES[feature.dtype]]
+    raise InvalidInput(f"Unknown input {name[:40]!r} for {sig.model}; it takes {_takes(sig)}.",
+                       [detail(f"inputs[{name[:40]}]", "unknown input")])
+
+
+# Which V2 datatypes can carry a value of each kind (numbers convert exactly or, for
+# integers, are checked to be whole).
+_NUMBERS = set(NUMERIC)
+_CARRIERS = {"FP64": _NUMBERS, "FP32": _NUMBERS, "INT64": _NUMBERS, "UINT8": _NUMBERS,
+             "BOOL": {"BOOL"}, "BYTES": {"BYTES"}}
+
+
+def _decode_tensor(sig: Signature, tensor: Any, i: int, binary: bytes,
+                   offset: int) -> tuple[np.ndarray, int]:
     if not isinstance(tensor, dict):
         raise InvalidInput(f"inputs[{i}] must be an object with name, shape, datatype, data.")
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
@@ -262,34 +313,45 @@ def _decode_tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[np.
                        for d in shape)):
         raise InvalidInput(f"{where}: 'shape' must be a list of non-negative integers, "
                            f"got {str(shape)[:60]}.")
-    if not isinstance(datatype, str) or datatype not in NUMERIC:
-        hint = (" Send numbers as FP32." if datatype in ALL_DATATYPES else
-                f" Valid datatypes: {', '.join(ALL_DATATYPES)}.")
-        raise InvalidInput(f"{where}: datatype {str(datatype)[:20]!r} is not accepted; the "
-                           f"model takes numbers.{hint}",
-                           [detail(where, "wrong datatype", expected="FP32",
-                                   got=str(datatype)[:20])])
+    if not isinstance(datatype, str) or datatype not in ALL_DATATYPES:
+        raise InvalidInput(f"{where}: datatype {str(datatype)[:20]!r} is not a V2 datatype. "
+                           f"Valid datatypes: {', '.join(ALL_DATATYPES)}.",
+                           [detail(where, "wrong datatype", got=str(datatype)[:20])])
+    what, carriers = _target(sig, name, where)
+    if datatype not in carriers:
+        want = "numbers" if carriers is _NUMBERS else (
+            "true/false" if "BOOL" in carriers else "strings")
+        send = ("any numeric datatype" if carriers is _NUMBERS else next(iter(carriers)))
+        raise InvalidInput(f"{where}: datatype {datatype!r} is not accepted; {what} takes "
+                           f"{want}. Send {send}.",
+                           [detail(where, "wrong datatype", expected=sorted(carriers)[:3],
+                                   got=datatype)])
     count = math.prod(shape)  # exact Python ints: np.prod costs µs and can overflow
     params = _parameters(tensor, f"{where}.parameters")
     if "binary_data_size" in params:
         size = params["binary_data_size"]
-        itemsize = np.dtype(NUMERIC[datatype]).itemsize
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer.")
-        if size != count * itemsize:
-            raise InvalidInput(f"{where}: shape {shape} of {datatype} needs "
-                               f"{count * itemsize} bytes, binary_data_size says {size}.")
         if offset + size > len(binary):
             raise InvalidInput(f"{where}: binary data is truncated: {size} bytes expected, "
                                f"{len(binary) - offset} left in the body.")
-        arr = np.frombuffer(binary, dtype=NUMERIC[datatype], count=count, offset=offset)
+        if datatype == "BYTES":
+            arr = _bytes_elements(binary[offset:offset + size], count, where)
+        else:
+            itemsize = 1 if datatype == "BOOL" else np.dtype(NUMERIC[datatype]).itemsize
+            if size != count * itemsize:
+                raise InvalidInput(f"{where}: shape {shape} of {datatype} needs "
+                                   f"{count * itemsize} bytes, binary_data_size says {size}.")
+            raw = np.frombuffer(binary, dtype="u1" if datatype == "BOOL" else NUMERIC[datatype],
+                                count=count, offset=offset)
+            arr = raw.astype(bool) if datatype == "BOOL" else raw
         offset += size
     else:
         if "data" not in tensor:
             raise InvalidInput(f"{where}: needs 'data' (or parameters.binary_data_size).")
         if datatype == "BF16":
             raise InvalidInput(f"{where}: BF16 can only be sent as binary data.")
-        arr = _json_data(tensor["data"], where)
+        arr = _json_data(tensor["data"], where, datatype)
         if arr.size != count:
             raise InvalidInput(f"{where}: shape {shape} holds {count} elements but 'data' has "
                                f"{arr.size}.",
@@ -300,18 +362,67 @@ def _decode_tensor(tensor: Any, i: int, binary: bytes, offset: int) -> tuple[np.
     return arr.reshape(shape), offset
 
 
-def _json_data(data: Any, where: str) -> np.ndarray:
+def _bytes_elements(blob: bytes, count: int, where: str) -> np.ndarray:
+    """Triton's BYTES encoding: each element a 4-byte little-endian length and its bytes."""
+    out = np.empty(count, dtype=object)
+    pos = 0
+    for k in range(count):
+        if pos + 4 > len(blob):
+            raise InvalidInput(f"{where}: BYTES data is truncated at element {k} of {count}.")
+        (n,) = struct.unpack_from("<I", blob, pos)
+        pos += 4
+        if pos + n > len(blob):
+            raise InvalidInput(f"{where}: BYTES element {k} says {n} bytes but only "
+                               f"{len(blob) - pos} are left.")
+        out[k] = _text(blob[pos:pos + n], where, k)
+        pos += n
+    if pos != len(blob):
+        raise InvalidInput(f"{where}: BYTES data holds {len(blob) - pos} bytes past its "
+                           f"{count} elements (check the shape).")
+    return out
+
+
+def _text(raw: bytes, where: str, k: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where}: BYTES element {k} is not UTF-8 text.") from None
+
+
+def _json_data(data: Any, where: str, datatype: str) -> np.ndarray:
     if not isinstance(data, list):
         data = [data]
+    if datatype in ("BYTES", "BOOL"):
+        flat: list[Any] = []
+        _flatten(data, flat, where)
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        if datatype == "BOOL" and all(type(v) is bool for v in flat):
+            return out.astype(bool)
+        return out  # checked value by value against the feature (strings, nulls)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError):
         raise InvalidInput(f"{where}: 'data' is ragged; send a flat list or a regular "
                            "nested list.") from None
     if arr.dtype.kind not in "iuf":
+        if arr.dtype == object and all(v is None or (isinstance(v, (int, float))
+                                                     and not isinstance(v, bool))
+                                       for v in arr.reshape(-1)):
+            return arr.reshape(-1)  # nulls: allowed where the feature is nullable
         raise InvalidInput(f"{where}: 'data' must hold only numbers.",
                            [detail(where, "not a number")])
-    return arr.reshape(-1).astype(np.float64, copy=False)
+    return arr.reshape(-1)
+
+
+def _flatten(node: Any, out: list[Any], where: str, depth: int = 0) -> None:
+    if depth > 8:
+        raise InvalidInput(f"{where}: 'data' is nested too deeply.")
+    for item in node:
+        if isinstance(item, list):
+            _flatten(item, out, where, depth + 1)
+        else:
+            out.append(item)
 
 
 # --- outputs ---------------------------------------------------------------------------

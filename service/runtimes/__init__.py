@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from service.manifest import Framework, Manifest
+from service.manifest import Framework, InputSpec, Manifest, RawOutput
 from service.runtimes.base import Runtime
 
 # Unpickling imports the estimator's modules; two threads doing that at once can trip
@@ -22,6 +22,19 @@ _DESERIALIZE = threading.Lock()
 def load_runtime(folder: Path, manifest: Manifest) -> Runtime:
     with _DESERIALIZE:
         return _load(folder, manifest)
+
+
+def framework_runtime(artifact: object, framework: Framework, inputs: list[InputSpec],
+                      raw_output: RawOutput) -> Runtime:
+    """A runtime around an in-memory model (publishing computes reference outputs
+    with the very call the service makes)."""
+    if framework is Framework.KERAS:
+        from service.runtimes.keras_runtime import KerasRuntime
+
+        return KerasRuntime(artifact, inputs)
+    from service.runtimes.sklearn_runtime import SklearnRuntime
+
+    return SklearnRuntime(artifact, inputs[0], raw_output)
 
 
 def _load(folder: Path, manifest: Manifest) -> Runtime:
@@ -37,4 +50,4 @@ def _load(folder: Path, manifest: Manifest) -> Runtime:
     raise ValueError(f"no runtime for framework {manifest.framework!r}")  # pragma: no cover
 
 
-__all__ = ["Runtime", "load_runtime"]
+__all__ = ["Runtime", "framework_runtime", "load_runtime"]

@@ -6,11 +6,13 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from service.batch import Batch
+
 
 class Runtime(ABC):
-    """Wraps a deserialized artifact. ``raw`` takes a float32 batch (batch dimension
-    first, already validated against the manifest) and returns what the artifact
-    computes: probabilities, one sigmoid column, or values, as float32."""
+    """Wraps a deserialized artifact. ``raw`` takes a validated batch (one array per
+    manifest input, in the dtypes the model was fitted with) and returns what the
+    artifact computes: probabilities, one sigmoid column, class indices or values."""
 
     @abstractmethod
-    def raw(self, batch: np.ndarray) -> np.ndarray: ...
+    def raw(self, batch: Batch) -> np.ndarray: ...

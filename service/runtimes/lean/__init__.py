@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.batch import Batch
 from service.manifest import Manifest
 from service.runtimes.base import Runtime
 from service.runtimes.lean.dense import DenseStack, Unsupported
 from service.runtimes.lean.forest import Forest
+from service.signature import Signature
+from service.tensors import from_rows
 
 log = logging.getLogger("modelserve.runtimes.lean")
 
@@ -38,23 +41,25 @@ class Engine:
 
 
 class LeanRuntime(Runtime):
-    def __init__(self, impl: DenseStack | Forest, reference: Runtime) -> None:
+    def __init__(self, impl: DenseStack | Forest, reference: Runtime, input_name: str) -> None:
         self._impl = impl
+        self._input = input_name
         self.reference = reference
 
-    def raw(self, batch: np.ndarray) -> np.ndarray:
-        return self._impl.raw(batch)
+    def raw(self, batch: Batch) -> np.ndarray:
+        return self._impl.raw(batch[self._input])
 
 
 def compile_lean(reference: Runtime, manifest: Manifest) -> tuple[Runtime, Engine]:
     framework = manifest.framework.value
     try:
+        _check_input(manifest)
         impl = _build(reference, manifest)
     except Unsupported as exc:
         return reference, Engine(framework, f"framework call (no lean pass: {exc})")
     probe = probe_batch(manifest)
     want = reference.raw(probe)
-    got = impl.raw(probe)
+    got = impl.raw(probe[manifest.inputs[0].name])
     if got.shape != want.shape:
         return reference, Engine(framework, f"framework call (lean pass gave shape "
                                             f"{got.shape}, not {want.shape})")
@@ -66,7 +71,18 @@ def compile_lean(reference: Runtime, manifest: Manifest) -> tuple[Runtime, Engin
                     manifest.name, manifest.version, framework, diff, framework)
         return reference, Engine(framework, f"framework call (lean pass disagreed by {diff:g})")
     kind = "numpy-dense" if isinstance(impl, DenseStack) else "numba-trees"
-    return LeanRuntime(impl, reference), Engine(kind, impl.description, diff)
+    return (LeanRuntime(impl, reference, manifest.inputs[0].name),
+            Engine(kind, impl.description, diff))
+
+
+def _check_input(manifest: Manifest) -> None:
+    """One input of floats (an array the rebuilt pass can take as is)."""
+    if len(manifest.inputs) != 1:
+        raise Unsupported("several inputs")
+    spec = manifest.inputs[0]
+    if spec.kind == "tabular" and any(f.dtype not in ("float64", "float32")
+                                      for f in spec.features or []):
+        raise Unsupported("features that are not plain numbers")
 
 
 def _build(reference: Runtime, manifest: Manifest) -> DenseStack | Forest:
@@ -75,22 +91,29 @@ def _build(reference: Runtime, manifest: Manifest) -> DenseStack | Forest:
         return DenseStack.from_keras(model)
     estimator = getattr(reference, "estimator", None)
     if estimator is not None:
-        return Forest.from_sklearn(estimator, manifest.raw_output.value)
+        nullable = any(f.nullable for f in manifest.features)
+        return Forest.from_sklearn(estimator, manifest.raw_output.value, nullable)
     raise Unsupported("unknown runtime")
 
 
-def probe_batch(manifest: Manifest, rows: int = PROBE_ROWS) -> np.ndarray:
-    """The samples plus ``rows`` points drawn (fixed seed) over each input's training
-    range, with the range edges included: inputs that reach every branch."""
+def probe_batch(manifest: Manifest, rows: int = PROBE_ROWS) -> Batch:
+    """The samples plus ``rows`` points drawn (fixed seed) over the input's training
+    range, with the range edges included: inputs that reach every branch. For a
+    single input of floats (see ``_check_input``)."""
     rng = np.random.default_rng(0)
-    samples = np.asarray([s.inputs for s in manifest.samples], dtype=np.float32)
-    spec = manifest.inputs
+    spec = manifest.inputs[0]
+    sig = Signature.of(manifest)
+    samples = from_rows(sig, [s.inputs for s in manifest.samples], "samples",
+                        len(manifest.samples))[spec.name].astype(np.float64)
     shape = spec.shape[1:]
     if spec.features:
         lo = np.array([f.min for f in spec.features], dtype=np.float64)
         hi = np.array([f.max for f in spec.features], dtype=np.float64)
         drawn = rng.uniform(lo, hi, size=(rows, len(lo)))
         drawn[0], drawn[1] = lo, hi
+        for j, f in enumerate(spec.features):
+            if f.nullable:  # missing values take their own path (imputation)
+                drawn[2 + j::7, j] = np.nan
         # Training values themselves sit on split thresholds' neighbourhoods: jitter
         # the samples a little too.
         near = samples * rng.uniform(0.98, 1.02, size=samples.shape)
@@ -100,4 +123,4 @@ def probe_batch(manifest: Manifest, rows: int = PROBE_ROWS) -> np.ndarray:
         lo_v, hi_v = spec.image.value_min, spec.image.value_max
         drawn = rng.uniform(lo_v, hi_v, size=(rows // 8, *shape))
         probe = np.concatenate([samples.reshape(-1, *shape), drawn])
-    return probe.astype(np.float32).reshape(-1, *shape)
+    return Batch.of({spec.name: probe.reshape(-1, *shape).astype(sig.inputs[0].dtype)})

@@ -5,9 +5,9 @@ scikit-learn's ``predict_proba`` walks each tree in its own call (with joblib's
 dispatch around it), which costs ~90 µs per tree whatever the batch: 18 ms for 200
 trees and one row. The walk itself is pointer chasing through memory; the compiled
 loop below advances eight trees in lockstep so that their memory loads overlap.
-Comparisons are those of scikit-learn (float32 inputs promoted to float64,
-``x <= threshold`` goes left), and ``service.runtimes.lean`` checks the result
-against the estimator before it serves.
+Comparisons are those of scikit-learn (``x <= threshold`` goes left; decision trees and
+forests narrow the input to float32 first, histogram boosting compares float64), and
+``service.runtimes.lean`` checks the result against the estimator before it serves.
 """
 
 from __future__ import annotations
@@ -86,53 +86,61 @@ class Forest:
     """``raw(batch)`` for a (pipeline ending in a) forest, tree or histogram GBM."""
 
     def __init__(self, packed: PackedTrees, combine: str, prefix: list[Any],
-                 extra: Any, description: str) -> None:
+                 extra: Any, description: str, narrow: bool) -> None:
         self.packed = packed
+        self._narrow = narrow
         self._combine = combine
         self._prefix = prefix
         self._extra = extra
         self.description = description
 
     @classmethod
-    def from_sklearn(cls, estimator: Any, raw_output: str) -> Forest:
+    def from_sklearn(cls, estimator: Any, raw_output: str, nullable: bool = False) -> Forest:
         prefix, final = _split_pipeline(estimator)
         kind = type(final).__name__
-        names = [type(p).__name__ for p in prefix] + [kind]
+        names = [type(step).__name__ for _, step in getattr(estimator, "steps", [])[:-1]]
+        names.append(kind)
+        if nullable and not (prefix and isinstance(prefix[0], _Impute)):
+            # The walk has no missing-value branches (histogram boosting's own NaN
+            # handling): missing values must be imputed before the trees.
+            raise Unsupported("missing values reach the trees")
         if kind in ("RandomForestClassifier", "ExtraTreesClassifier",
                     "DecisionTreeClassifier"):
             if raw_output != "probabilities" or getattr(final, "n_outputs_", 1) != 1:
                 raise Unsupported("multi-output or non-probability forest")
             trees = getattr(final, "estimators_", [final])
             packed = PackedTrees.pack([_sk_tree(t, normalise=True) for t in trees])
-            return cls(packed, "mean", prefix, None, " > ".join(names))
+            return cls(packed, "mean", prefix, None, " > ".join(names), narrow=True)
         if kind in ("RandomForestRegressor", "ExtraTreesRegressor", "DecisionTreeRegressor"):
             if getattr(final, "n_outputs_", 1) != 1:
                 raise Unsupported("multi-output regressor")
             trees = getattr(final, "estimators_", [final])
             packed = PackedTrees.pack([_sk_tree(t, normalise=False) for t in trees])
-            return cls(packed, "mean", prefix, None, " > ".join(names))
+            return cls(packed, "mean", prefix, None, " > ".join(names), narrow=True)
         if kind in ("HistGradientBoostingRegressor", "HistGradientBoostingClassifier"):
             if getattr(final, "n_trees_per_iteration_", 1) != 1:
                 raise Unsupported("multi-class gradient boosting")
             packed = PackedTrees.pack([_hgb_tree(p[0]) for p in final._predictors])
             combine = "hgb_proba" if kind.endswith("Classifier") else "hgb_value"
-            return cls(packed, combine, prefix, final, " > ".join(names))
+            return cls(packed, combine, prefix, final, " > ".join(names), narrow=False)
         raise Unsupported(f"estimator {kind}")
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
-        x = np.asarray(batch, dtype=np.float32)
+        x = np.asarray(batch)
         for step in self._prefix:
             x = step(x)
+        if self._narrow:  # scikit-learn's trees take float32 (DTYPE) whatever they are given
+            x = x.astype(np.float32)
         total = self.packed.leaf_sum(x)
         if self._combine == "mean":
             out = total / len(self.packed.roots)
-            return (out[:, 0] if out.shape[1] == 1 else out).astype(np.float32)
+            return out[:, 0] if out.shape[1] == 1 else out
         # Histogram GBM: baseline + sum of leaves on the raw scale, then the loss's link.
         final = self._extra
         raw = final._baseline_prediction.reshape(1, -1) + total
         if self._combine == "hgb_value":
-            return np.asarray(final._loss.link.inverse(raw[:, 0]), dtype=np.float32)
-        return np.asarray(final._loss.predict_proba(raw[:, 0]), dtype=np.float32)
+            return np.asarray(final._loss.link.inverse(raw[:, 0]))
+        return np.asarray(final._loss.predict_proba(raw[:, 0]))
 
 
 def _split_pipeline(estimator: Any) -> tuple[list[Any], Any]:
@@ -146,21 +154,22 @@ def _split_pipeline(estimator: Any) -> tuple[list[Any], Any]:
 def _compile_transform(step: Any) -> Any:
     kind = type(step).__name__
     if kind == "SimpleImputer":
-        # Requests never contain NaN (validation refuses it), so imputing is the identity
-        # as long as the imputer kept every column.
         stats = np.asarray(step.statistics_, dtype=np.float64)
         if np.isnan(stats).any() and not getattr(step, "keep_empty_features", False):
             raise Unsupported("an imputer that drops empty columns")
         if getattr(step, "add_indicator", False):
             raise Unsupported("an imputer with missing indicators")
-        return _Identity(kind)
+        missing = step.missing_values
+        if not (isinstance(missing, float) and np.isnan(missing)):
+            raise Unsupported("an imputer of values other than NaN")
+        return _Impute(stats)
     if kind == "StandardScaler":
         mean = np.asarray(step.mean_ if step.with_mean else 0.0, dtype=np.float64)
         scale = np.asarray(step.scale_ if step.with_std else 1.0, dtype=np.float64)
 
         def scale_in_place(x: np.ndarray) -> np.ndarray:
-            # In float32, as scikit-learn does for a float32 input.
-            out = np.array(x, dtype=np.float32)
+            # In the input's float dtype, as scikit-learn does.
+            out = np.array(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
             out -= mean
             out /= scale
             return out
@@ -169,9 +178,14 @@ def _compile_transform(step: Any) -> Any:
     raise Unsupported(f"pipeline step {kind}")
 
 
-class _Identity:
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+class _Impute:
+    """SimpleImputer: a missing value (NaN) takes its column's fitted statistic."""
+
+    def __init__(self, stats: np.ndarray) -> None:
+        self.stats = stats
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return x
+        missing = np.isnan(x)
+        if not np.count_nonzero(missing):
+            return x
+        return np.where(missing, self.stats.astype(x.dtype), x)

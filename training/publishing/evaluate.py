@@ -1,0 +1,160 @@
+"""Scoring: the metrics that fit the task, trivial baselines, and the held-out set run
+through the loaded version exactly as the service runs a request."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from service.batch import Batch
+from service.manifest import Task
+from service.model import LoadedModel
+from service.signature import Signature
+from service.tensors import from_columns
+
+# Compared with the baselines before a version is published.
+PRIMARY = {Task.CLASSIFICATION: ("balanced_accuracy", True), Task.REGRESSION: ("mse", False)}
+_CHUNK = 1024
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray | None,
+                           pred: np.ndarray | None = None,
+                           n_classes: int | None = None) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro F1 of the predicted class; log loss and ROC
+    AUC when there are probabilities. ``y_true`` and ``pred`` are class indices."""
+    if pred is None:
+        assert proba is not None
+        pred = proba.argmax(axis=1)
+    out = {
+        "accuracy": skm.accuracy_score(y_true, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y_true, pred),
+        "macro_f1": skm.f1_score(y_true, pred, average="macro"),
+    }
+    if proba is not None:
+        k = proba.shape[1]
+        out["log_loss"] = skm.log_loss(y_true, _renormalised(proba), labels=range(k))
+        if k == 2:
+            if len(np.unique(y_true)) == 2:
+                out["roc_auc"] = skm.roc_auc_score(y_true, proba[:, 1])
+            out["f1"] = skm.f1_score(y_true, pred)
+        elif len(np.unique(y_true)) == k:
+            out["roc_auc_ovr_macro"] = skm.roc_auc_score(y_true, proba, multi_class="ovr")
+    elif n_classes == 2:
+        out["f1"] = skm.f1_score(y_true, pred)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _renormalised(proba: np.ndarray) -> np.ndarray:
+    # float32 rows sum to 1 only within ~1e-7, which log_loss warns about.
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def regression_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    mse = skm.mean_squared_error(y_true, pred)
+    return {"mse": float(mse), "rmse": float(np.sqrt(mse)),
+            "mae": float(skm.mean_absolute_error(y_true, pred)),
+            "r2": float(skm.r2_score(y_true, pred))}
+
+
+def task_metrics(task: Task, y_true: np.ndarray, outputs: dict[str, np.ndarray],
+                 n_classes: int) -> dict[str, float]:
+    """The metrics of a version's named outputs (``LoadedModel.predict``)."""
+    if task is Task.REGRESSION:
+        return regression_metrics(y_true, np.asarray(outputs["value"], dtype=np.float64))
+    return classification_metrics(y_true, outputs.get("probabilities"), outputs["class_id"],
+                                  n_classes)
+
+
+def mean_metrics(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and standard deviation over CV folds, as ``<metric>`` and ``<metric>_std``."""
+    out: dict[str, float] = {}
+    for key in per_fold[0]:
+        values = np.array([m[key] for m in per_fold])
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std())
+    return out
+
+
+def baselines(task: Task, y_test: np.ndarray, y_train: np.ndarray | None,
+              n_classes: int) -> dict[str, dict[str, float]]:
+    """What a model that ignores its inputs scores on the same held-out set."""
+    ref, where = (y_train, "training") if y_train is not None else (y_test, "test")
+    if task is Task.REGRESSION:
+        mean = float(np.mean(ref))
+        return {f"mean of {where} targets": regression_metrics(y_test,
+                                                               np.full(len(y_test), mean))}
+    counts = np.bincount(np.asarray(ref, dtype=np.int64), minlength=n_classes)
+    proba = np.tile(np.eye(n_classes)[counts.argmax()], (len(y_test), 1))
+    return {f"majority class of the {where} labels": classification_metrics(
+        y_test, proba, n_classes=n_classes)}
+
+
+def beats(task: Task, metrics: dict[str, float],
+          others: dict[str, dict[str, float]]) -> list[str]:
+    """The baselines the primary metric does not beat, as sentences ([] when it beats
+    them all)."""
+    key, higher = PRIMARY[task]
+    value = metrics[key]
+    out = []
+    for name, other in others.items():
+        if key not in other:
+            continue
+        if not (value > other[key] if higher else value < other[key]):
+            out.append(f"{key} {value:.4f} does not beat '{name}' ({other[key]:.4f})")
+    return out
+
+
+# --- the held-out set through the serving path ------------------------------------------
+
+
+def batches(sig: Signature, data: dict[str, Any], rows: int) -> list[Batch]:
+    """Held-out inputs (feature columns as arrays, image inputs as arrays) as validated
+    batches, through the same validation a request goes through."""
+    out = []
+    for start in range(0, rows, _CHUNK):
+        stop = min(rows, start + _CHUNK)
+        parts = {k: _json_column(v[start:stop]) if k in sig.features else v[start:stop]
+                 for k, v in data.items()}
+        out.append(from_columns(sig, parts, _CHUNK, "X_test"))
+    return out
+
+
+def _json_column(values: np.ndarray) -> list[Any]:
+    """A column as the JSON values a client would send (NaN and None -> null)."""
+    out = values.tolist()
+    if values.dtype.kind in "fO":
+        out = [None if v is None or (isinstance(v, float) and v != v) else v for v in out]
+    return out
+
+
+def predict_all(model: LoadedModel, parts: Sequence[Batch]) -> dict[str, np.ndarray]:
+    results = [model.predict(b) for b in parts]
+    return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+
+def test_set_digest(parts: Sequence[Batch], y: np.ndarray) -> str:
+    """SHA-256 of the validated held-out inputs and targets: a replay that rebuilds the
+    same set gets the same digest."""
+    h = hashlib.sha256()
+    for batch in parts:
+        for name in sorted(batch.arrays):
+            arr = batch.arrays[name]
+            h.update(name.encode())
+            if arr.dtype == object:
+                h.update(repr([[_canonical(v) for v in row] for row in arr.reshape(len(arr), -1)
+                               .tolist()]).encode())
+            else:
+                h.update(np.ascontiguousarray(arr).tobytes())
+    y = np.asarray(y)
+    h.update(repr(y.tolist()).encode() if y.dtype == object else
+             np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()
+
+
+def _canonical(v: Any) -> Any:
+    return None if isinstance(v, float) and v != v else v
