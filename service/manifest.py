@@ -118,6 +118,8 @@ class Feature(_Strict):
         numeric = self.dtype in NUMERIC_DTYPES
         if not numeric and (self.min is not None or self.max is not None):
             raise ValueError(f"feature {self.name!r}: only numbers have a training range")
+        if (self.min is None) != (self.max is None):
+            raise ValueError(f"feature {self.name!r}: give both min and max, or neither")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min is above max")
         if self.categories is not None:
@@ -142,7 +144,7 @@ class ImagePreprocessing(_Strict):
     mass (MNIST) or its bounding box. ``resize``: the whole picture, resized to the frame.
     """
 
-    mode: Literal["ink", "resize"] = "ink"
+    mode: Literal["ink", "resize"] = "resize"
     box: int | None = Field(None, gt=0)
     centre: Literal["mass", "box"] = "mass"
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,8 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self._labels = np.asarray(self.manifest.labels or [], dtype=object)
-        self._out_dtypes = {o.name: o.dtype for o in self.manifest.outputs}
+        self._out_dtypes = {o.name: np.dtype(o.dtype) for o in self.manifest.outputs
+                            if o.dtype != "string"}
 
     @cached_property
     def signature(self) -> Signature:
@@ -104,7 +106,7 @@ class LoadedModel:
 
 
 def name_outputs(task: Task, raw_output: RawOutput, raw: np.ndarray, labels: np.ndarray,
-                 dtypes: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+                 dtypes: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     dtypes = dtypes or {}
     if task is Task.REGRESSION:
         return {"value": raw.reshape(len(raw)).astype(dtypes.get("value", "float32"),

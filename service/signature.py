@@ -49,6 +49,14 @@ class FeatureSig:
     def numeric(self) -> bool:
         return self.dtype in ("float64", "float32", "int64")
 
+    @property
+    def wire(self) -> str:
+        """The V2 datatype that carries this feature (missing values need a float: NaN;
+        a missing string or boolean only travels as JSON null)."""
+        if self.dtype == "int64" and self.nullable:
+            return "FP64"
+        return V2_DATATYPES[self.dtype]
+
     def describe(self) -> str:
         """What a valid value looks like, for error messages."""
         kind = {"float64": "a number", "float32": "a number", "int64": "an integer",
@@ -102,9 +110,10 @@ class InputSig:
         """The datatype of this input as one V2 tensor (None: one tensor per feature)."""
         if self.kind == "image":
             return V2_IMAGE[self.dtype.name]
-        if self.dtype == object:
+        wires = {f.wire for f in self.features}
+        if self.dtype == object or len(wires) != 1:
             return None
-        return V2_DATATYPES[self.features[0].dtype]
+        return wires.pop()
 
 
 class Signature:
@@ -114,6 +123,7 @@ class Signature:
         self.inputs = [InputSig.of(spec) for spec in inputs]
         self.by_name = {i.name: i for i in self.inputs}
         self.features = {f.name: f for i in self.inputs for f in i.features}
+        self.feature_set = frozenset(self.features)
         self.single = self.inputs[0] if len(self.inputs) == 1 else None
         self.tabular = all(i.tabular for i in self.inputs)
         self.output_datatypes = output_datatypes or {}

@@ -16,7 +16,7 @@ tabular input one feature at a time (``alcohol``, ``colour``), in any mix across
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,8 +101,7 @@ def _from_named_rows(sig: Signature, rows: Sequence[Mapping], field: str) -> Bat
     # same things (checked row by row, so the error points at the row).
     first = rows[0]
     whole = [i for i in sig.inputs if i.name in first]
-    expected = {i.name for i in whole} | {f.name for i in sig.inputs if i not in whole
-                                          for f in i.features}
+    expected = _expected_names(sig, whole)
     for i, row in enumerate(rows):
         if len(row) != len(expected) or any(k not in expected for k in row):
             _check_names(sig, row.keys(), f"{field}[{i}]", whole)
@@ -126,9 +125,8 @@ def _from_named_rows(sig: Signature, rows: Sequence[Mapping], field: str) -> Bat
 def _assemble(sig: Signature, parts: Mapping[str, Any], field: str, max_rows: int, *,
               columns_are_lists: bool) -> Batch:
     whole = [i for i in sig.inputs if i.name in parts]
-    expected = {i.name for i in whole} | {f.name for i in sig.inputs if i not in whole
-                                          for f in i.features}
-    if set(parts) != expected:
+    expected = _expected_names(sig, whole)
+    if parts.keys() != expected:
         _check_names(sig, parts.keys(), field, whole)
     lengths = {name: _length(value) for name, value in parts.items()}
     for name, length in lengths.items():
@@ -152,9 +150,19 @@ def _assemble(sig: Signature, parts: Mapping[str, Any], field: str, max_rows: in
             arr = _numeric(inp, [parts[n] for n in inp.feature_names], field, transpose=True)
             arrays[inp.name] = _finish(inp, arr.T, field)
             continue
-        cols = [_column(f, parts[f.name], field) for f in inp.features]
+        cols = [_column(f, parts[f.name], field, by_tensor=not columns_are_lists)
+                for f in inp.features]
         arrays[inp.name] = _stack(inp, cols)
     return Batch(arrays, n)
+
+
+def _expected_names(sig: Signature, whole: list[InputSig]) -> frozenset[str] | set[str]:
+    """The names a request must use when ``whole`` inputs are given whole and the rest
+    by feature."""
+    if not whole:
+        return sig.feature_set
+    return {i.name for i in whole} | {f.name for i in sig.inputs if i not in whole
+                                      for f in i.features}
 
 
 def _length(value: Any) -> int:
@@ -324,18 +332,29 @@ def _shape_message(inp: InputSig, shape: tuple[int, ...], field: str) -> str:
 # --- one feature's column -----------------------------------------------------------------
 
 
-def _column(f: FeatureSig, values: Any, field: str) -> np.ndarray:
+Where = Callable[[int], str]
+
+
+def _column(f: FeatureSig, values: Any, field: str, by_tensor: bool = False) -> np.ndarray:
     """A feature's values (a JSON list or a decoded array) -> a 1-D array in the
-    feature's column dtype, or a message naming the first bad value."""
+    feature's column dtype, or a message naming the first bad value: by example and
+    feature (``instances[3] feature 'colour'``) or, for a V2 tensor of its own, by tensor
+    and element (``inputs['colour'][3]``)."""
+    if by_tensor:
+        def where(i: int) -> str:
+            return f"{field}['{f.name}'][{i}]"
+    else:
+        def where(i: int) -> str:
+            return f"{field}[{i}] feature '{f.name}'"
     arr = values if isinstance(values, np.ndarray) else _as_array(values, f.numeric)
     if f.numeric:
-        col = _numeric_column(f, arr, values, field)
+        col = _numeric_column(f, arr, values, where)
     elif f.dtype == "bool":
-        col = _bool_column(f, arr, field)
+        col = _bool_column(f, arr, where)
     else:
-        col = _string_column(f, arr, field)
+        col = _string_column(f, arr, where)
     if f.categories is not None and f.unknown == "error":
-        _check_categories(f, col, field)
+        _check_categories(f, col, where)
     return col
 
 
@@ -352,27 +371,27 @@ def _as_array(values: list, numeric: bool) -> np.ndarray:
     return arr
 
 
-def _numeric_column(f: FeatureSig, arr: np.ndarray, values: Any, field: str) -> np.ndarray:
+def _numeric_column(f: FeatureSig, arr: np.ndarray, values: Any, where: Where) -> np.ndarray:
     if arr.dtype.kind in "iuf" and not (isinstance(values, list)
                                         and any(type(v) is bool for v in values)):
         col = arr
         if col.dtype == np.uint64 and len(col) and col.max() > _INT64_MAX:
             i = int(np.argmax(col > _INT64_MAX))
-            _bad(f, field, i, col[i], "an integer within int64")
+            _bad(f, where(i), col[i], "an integer within int64")
     else:
         col = np.empty(len(arr), dtype=np.float64)
         for i, v in enumerate(arr):
             if v is None:
                 if not f.nullable:
-                    _bad(f, field, i, v)
+                    _bad(f, where(i), v)
                 col[i] = np.nan
             elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
                     v, (bool, np.bool_)):
                 if isinstance(v, int) and abs(v) > _INT64_MAX:
-                    _bad(f, field, i, v, "an integer within int64")
+                    _bad(f, where(i), v, "an integer within int64")
                 col[i] = v
             else:
-                _bad(f, field, i, v)
+                _bad(f, where(i), v)
     if col.dtype.kind == "f":
         finite = np.isfinite(col)
         if np.count_nonzero(finite) != len(col):
@@ -380,27 +399,25 @@ def _numeric_column(f: FeatureSig, arr: np.ndarray, values: Any, field: str) -> 
             inf = ~finite & ~missing
             if inf.any():
                 i = int(np.argmax(inf))
-                where = f"{field}[{i}] feature '{f.name}'"
-                raise InvalidInput(f"{where}: {_shown(col[i])} is not a valid value; send "
-                                   "finite numbers.", [detail(where, "not finite",
+                raise InvalidInput(f"{where(i)}: {_shown(col[i])} is not a valid value; send "
+                                   "finite numbers.", [detail(where(i), "not finite",
                                                               got=_shown(col[i]))])
             if not f.nullable:
                 i = int(np.argmax(missing))
-                where = f"{field}[{i}] feature '{f.name}'"
-                raise InvalidInput(f"{where}: NaN is not a valid value; send finite numbers "
+                raise InvalidInput(f"{where(i)}: NaN is not a valid value; send finite numbers "
                                    f"('{f.name}' cannot be missing).",
-                                   [detail(where, "not finite", got="NaN")])
+                                   [detail(where(i), "not finite", got="NaN")])
     if f.dtype == "int64":
         if col.dtype.kind == "f":
             present = ~np.isnan(col)
             frac = present & (np.floor(col) != col)
             if frac.any():
                 i = int(np.argmax(frac))
-                _bad(f, field, i, float(col[i]), "an integer")
+                _bad(f, where(i), float(col[i]), "an integer")
             big = present & (np.abs(col) > 2.0**63)
             if big.any():
                 i = int(np.argmax(big))
-                _bad(f, field, i, float(col[i]), "an integer within int64")
+                _bad(f, where(i), float(col[i]), "an integer within int64")
             if not f.nullable:
                 return col.astype(np.int64)
             return col.astype(np.float64, copy=False)
@@ -408,7 +425,7 @@ def _numeric_column(f: FeatureSig, arr: np.ndarray, values: Any, field: str) -> 
     return col.astype(f.column_dtype, copy=False)
 
 
-def _bool_column(f: FeatureSig, arr: np.ndarray, field: str) -> np.ndarray:
+def _bool_column(f: FeatureSig, arr: np.ndarray, where: Where) -> np.ndarray:
     if arr.dtype.kind == "b":
         return arr.astype(f.column_dtype, copy=False)
     out = np.empty(len(arr), dtype=object)
@@ -418,11 +435,11 @@ def _bool_column(f: FeatureSig, arr: np.ndarray, field: str) -> np.ndarray:
         elif v is None and f.nullable:
             out[i] = np.nan
         else:
-            _bad(f, field, i, v)
+            _bad(f, where(i), v)
     return out if f.nullable else out.astype(np.bool_)
 
 
-def _string_column(f: FeatureSig, arr: np.ndarray, field: str) -> np.ndarray:
+def _string_column(f: FeatureSig, arr: np.ndarray, where: Where) -> np.ndarray:
     if arr.dtype.kind == "U":
         return arr.astype(object)
     out = np.empty(len(arr), dtype=object)
@@ -432,12 +449,11 @@ def _string_column(f: FeatureSig, arr: np.ndarray, field: str) -> np.ndarray:
         elif (v is None or (isinstance(v, float) and math.isnan(v))) and f.nullable:
             out[i] = np.nan
         else:
-            _bad(f, field, i, v)
+            _bad(f, where(i), v)
     return out
 
 
-def _bad(f: FeatureSig, field: str, i: int, value: Any, expected: str | None = None) -> None:
-    where = f"{field}[{i}] feature '{f.name}'"
+def _bad(f: FeatureSig, where: str, value: Any, expected: str | None = None) -> None:
     if value is None:
         got = "null"
         problem = "missing value" if not f.nullable else "not valid"
@@ -450,13 +466,13 @@ def _bad(f: FeatureSig, field: str, i: int, value: Any, expected: str | None = N
                        [detail(where, problem, expected=f.dtype, got=_json_type(value))])
 
 
-def _check_categories(f: FeatureSig, col: np.ndarray, field: str) -> None:
+def _check_categories(f: FeatureSig, col: np.ndarray, where_at: Where) -> None:
     known = f.categories
     assert known is not None
     for i, v in enumerate(col):
         if v in known or (isinstance(v, float) and math.isnan(v)):
             continue
-        where = f"{field}[{i}] feature '{f.name}'"
+        where = where_at(i)
         shown = ", ".join(repr(c) for c in f.known[:30]) + (" …" if len(f.known) > 30 else "")
         raise InvalidInput(f"{where}: {_short(repr(_plain(v)))} is not a known category; "
                            f"the model was trained on {shown}.",
@@ -504,12 +520,14 @@ def _tabular_warnings(inp: InputSig, arr: np.ndarray, out: list[dict[str, Any]])
         total = 0
         for f in inp.features:
             col = arr[:, f.column]
-            if f.numeric and f.lo is not None:
-                values = col.astype(np.float64)
-                hits = np.nonzero((values < f.lo) | (values > f.hi))[0]
-            elif f.categories is not None and f.unknown == "warn":
+            if f.categories is not None:  # a category, even an integer one, is not a range
+                if f.unknown != "warn":
+                    continue  # unknown ones were refused
                 hits = np.array([i for i, v in enumerate(col) if v not in f.categories
                                  and not (isinstance(v, float) and math.isnan(v))], dtype=int)
+            elif f.numeric and f.lo is not None:
+                values = col.astype(np.float64)
+                hits = np.nonzero((values < f.lo) | (values > f.hi))[0]
             else:
                 continue
             total += len(hits)
@@ -520,7 +538,7 @@ def _tabular_warnings(inp: InputSig, arr: np.ndarray, out: list[dict[str, Any]])
             break
         f = inp.features[j]
         value = _plain(arr[i, j])
-        if f.numeric:
+        if f.categories is None:
             lo, hi = float(f.lo), float(f.hi)  # type: ignore[arg-type]
             out.append({
                 "instance": int(i), "feature": f.name, "value": value,

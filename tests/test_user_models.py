@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import modelserve
@@ -32,6 +34,7 @@ from service.loader import load_version, read_manifest
 from service.manifest import Task
 from tests import user_models
 from tests.conftest import ROOT, Server
+from tests.test_fuzz import check
 from training.publishing import PublishError, evaluate
 
 CHUNK = 250  # rows per request, under the test server's 300-row limit
@@ -40,8 +43,8 @@ CHUNK = 250  # rows per request, under the test server's 300-row limit
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """Every user model published with the Python API (version 1), and two with the
-    command line from files on disk (churn from a joblib pickle and CSV files, digits8
-    from a .keras file and .npz arrays: version 2)."""
+    command line from files on disk (churn from a joblib pickle, a CSV sample and a
+    Parquet test set; digits8 from a .keras file and .npz arrays: version 2)."""
     repo = tmp_path_factory.mktemp("user") / "models"
     files = repo.parent / "files"
     files.mkdir()
@@ -58,10 +61,10 @@ def published(tmp_path_factory):
     joblib.dump(churn.model, files / "churn.joblib")
     churn.publish_args["inputs"].assign(y=churn.publish_args["y_train"]).to_csv(
         files / "train.csv", index=False)
-    churn.X_test.assign(y=churn.y_test).to_csv(files / "test.csv", index=False)
+    churn.X_test.assign(y=churn.y_test).to_parquet(files / "test.parquet")
     (files / "features.json").write_text(json.dumps(churn.publish_args["features"]))
     _cli("publish", files / "churn.joblib", "--name", "churn", "--sample", files / "train.csv",
-         "--test", files / "test.csv", "--target", "y", "--features", files / "features.json",
+         "--test", files / "test.parquet", "--target", "y", "--features", files / "features.json",
          "--repository", repo)
 
     digits = built["digits8"]
@@ -487,3 +490,77 @@ def test_the_lean_path_serves_the_dataframe_model(http):
     assert facts["engine"] == "numba-trees", facts
     churn = http.get("/v1/models/churn/metadata").json()["modelserve"]["serving"]
     assert churn["engine"] == "sklearn"  # a ColumnTransformer pipeline: its own call
+
+
+# --- fuzzing the new input types ---------------------------------------------------------
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([2**63, -2**63 - 1, 2**64, 1e308, "red", "porto", 3.0]),
+                    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3),
+                                                                         st.integers(),
+                                                                         max_size=2))
+_DATATYPES = st.sampled_from(["FP64", "FP32", "FP16", "BF16", "INT64", "INT8", "UINT64",
+                              "BOOL", "BYTES", "FOO"])
+
+
+@st.composite
+def _churn_bodies(draw) -> tuple[str, dict]:
+    names = ["age", "income", "rooms", "member", "colour", "city"]
+    row = {n: draw(_VALUES) for n in names if draw(st.integers(0, 9))}
+    if draw(st.booleans()):
+        row[draw(st.text(max_size=6))] = draw(_VALUES)
+    kind = draw(st.sampled_from(["instances", "inputs", "examples", "v2"]))
+    if kind == "v2":
+        tensors = [{"name": n, "datatype": draw(_DATATYPES),
+                    "shape": draw(st.sampled_from([[1], [1, 1], [2], [0], []])),
+                    "data": draw(st.one_of(st.lists(_VALUES, max_size=3), _VALUES))}
+                   for n in row]
+        return "/v2/models/churn/infer", {"inputs": tensors}
+    if kind == "inputs":
+        return "/v1/models/churn:predict", {"inputs": {k: draw(st.one_of(
+            st.just([v]), st.just(v), st.lists(_VALUES, max_size=3))) for k, v in row.items()}}
+    verb = "classify" if kind == "examples" else "predict"
+    return f"/v1/models/churn:{verb}", {kind: draw(st.lists(st.just(row), max_size=3))}
+
+
+@settings(max_examples=250, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(case=_churn_bodies())
+def test_fuzz_mixed_types_never_5xx(http, case):
+    url, body = case
+    check(http.post(url, content=json.dumps(body, allow_nan=True)), "user_fuzz")
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(blob=st.binary(max_size=40), count=st.integers(0, 3), size=st.integers(0, 48),
+       name=st.sampled_from(["colour", "city", "member", "rooms", "vitals", "image"]),
+       datatype=_DATATYPES)
+def test_fuzz_binary_tensors_never_5xx(published, http, blob, count, size, name, datatype):
+    repo, _ = published
+    good = {t["name"]: t for t in _meta_inputs(_manifest(repo, "churn"))}
+    row = _manifest(repo, "churn").samples[0].inputs
+    tensors = [{"name": n, "datatype": t["datatype"], "shape": [1], "data": [row[n]]}
+               for n, t in good.items() if n != name]
+    tensors.append({"name": name, "datatype": datatype, "shape": [count],
+                    "parameters": {"binary_data_size": size}})
+    header = json.dumps({"inputs": tensors}).encode()
+    for model in ("churn", "triage", "digits8"):
+        check(http.post(f"/v2/models/{model}/infer", content=header + blob,
+                        headers={"Inference-Header-Content-Length": str(len(header))}),
+              "user_fuzz")
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(value=st.recursive(_VALUES, lambda inner: st.lists(inner, max_size=4), max_leaves=20),
+       key=st.sampled_from(["vitals", "history", "heart_rate", "image", "bmi"]))
+def test_fuzz_several_inputs_and_images_never_5xx(http, value, key):
+    for model in ("triage", "digits8"):
+        check(http.post(f"/v1/models/{model}:predict",
+                        content=json.dumps({"instances": [{key: value}]}, allow_nan=True)),
+              "user_fuzz")
+        check(http.post(f"/v1/models/{model}:predict",
+                        content=json.dumps({"inputs": {key: value}}, allow_nan=True)),
+              "user_fuzz")

@@ -33,6 +33,8 @@ router = APIRouter(tags=["TF-Serving REST"])
 
 _DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int64": "DT_INT64",
            "string": "DT_STRING", "bool": "DT_BOOL", "uint8": "DT_UINT8"}
+_DTYPE_OF_WIRE = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "BOOL": "bool",
+                  "BYTES": "string"}
 
 
 def parse_version(raw: str | None) -> int | None:
@@ -142,10 +144,12 @@ def input_tensors(model: LoadedModel) -> list[dict[str, Any]]:
     in dtype, one tensor per feature."""
     out: list[dict[str, Any]] = []
     for inp in model.signature.inputs:
-        if inp.tabular and inp.dtype == object:
-            out.extend({"name": f.name, "dtype": f.dtype, "shape": [-1]} for f in inp.features)
+        datatype = inp.v2_datatype()
+        if inp.tabular and datatype is None:
+            out.extend({"name": f.name, "dtype": _DTYPE_OF_WIRE[f.wire], "shape": [-1]}
+                       for f in inp.features)
         elif inp.tabular:
-            out.append({"name": inp.name, "dtype": inp.features[0].dtype,
+            out.append({"name": inp.name, "dtype": _DTYPE_OF_WIRE[datatype],
                         "shape": [-1, *inp.sample_shape]})
         else:
             out.append({"name": inp.name, "dtype": inp.dtype.name,

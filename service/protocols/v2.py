@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service import __version__, tensors
+from service.batch import Batch
 from service.errors import InvalidInput, UnsupportedMediaType, detail
 from service.manifest import Framework
 from service.model import LoadedModel
@@ -42,7 +43,7 @@ from service.protocols.common import (
 )
 from service.protocols.tfserving import manifest_facts, parse_version, serving_facts
 from service.repository import State
-from service.signature import V2_DATATYPES, Signature
+from service.signature import Signature
 
 router = APIRouter(tags=["KServe V2"])
 
@@ -105,7 +106,7 @@ def input_metadata(sig: Signature) -> list[dict[str, Any]]:
             out.append({"name": inp.name, "datatype": datatype,
                         "shape": [-1, *inp.sample_shape]})
         else:
-            out.extend({"name": f.name, "datatype": V2_DATATYPES[f.dtype], "shape": [-1]}
+            out.extend({"name": f.name, "datatype": f.wire, "shape": [-1]}
                        for f in inp.features)
     return out
 
@@ -117,7 +118,7 @@ def example_inputs(model: LoadedModel) -> list[dict[str, Any]]:
     for inp in model.signature.inputs:
         datatype = inp.v2_datatype()
         if datatype is None:
-            out.extend({"name": f.name, "datatype": V2_DATATYPES[f.dtype], "shape": [1],
+            out.extend({"name": f.name, "datatype": f.wire, "shape": [1],
                         "data": [sample[f.name]]} for f in inp.features)
             continue
         value = sample[inp.name] if inp.name in sample else [sample[n]
@@ -232,8 +233,7 @@ def _parameters(obj: dict[str, Any], field: str) -> dict[str, Any]:
     return params
 
 
-def _decode_inputs(model: LoadedModel, inputs: Any, binary: bytes,
-                   max_rows: int) -> tensors.Batch:
+def _decode_inputs(model: LoadedModel, inputs: Any, binary: bytes, max_rows: int) -> Batch:
     sig = model.signature
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors "
@@ -282,13 +282,13 @@ def _target(sig: Signature, name: str, where: str) -> tuple[str, set[str]]:
         if datatype is None:
             raise InvalidInput(f"{where}: input '{name}' has features of different types; "
                                "send one tensor per feature: "
-                               + ", ".join(f"'{f.name}' ({V2_DATATYPES[f.dtype]})"
+                               + ", ".join(f"'{f.name}' ({f.wire})"
                                            for f in inp.features[:30]) + ".")
         what = "images" if not inp.tabular else f"input '{name}'"
         return what, _CARRIERS[datatype]
     feature = sig.features.get(name)
     if feature is not None:
-        return f"feature '{name}'", _CARRIERS[V2_DATATYPES[feature.dtype]]
+        return f"feature '{name}'", _CARRIERS[feature.wire]
     raise InvalidInput(f"Unknown input {name[:40]!r} for {sig.model}; it takes {_takes(sig)}.",
                        [detail(f"inputs[{name[:40]}]", "unknown input")])
 

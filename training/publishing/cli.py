@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from service.errors import ModelLoadError
 from training.publishing.publish import VersionExistsError, publish
 from training.publishing.schema import ImageNote, PublishError
 
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         folder = run(args, "modelserve publish " + shlex.join(argv))
-    except (PublishError, VersionExistsError, FileNotFoundError) as exc:
+    except (PublishError, VersionExistsError, ModelLoadError, FileNotFoundError,
+            json.JSONDecodeError) as exc:
         raise SystemExit(f"modelserve publish: {exc}") from None
     print(folder)
 
@@ -82,14 +84,17 @@ def run(args: argparse.Namespace, command: str) -> Path:
 def load_model(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    if path.suffix == ".keras":
-        import keras
+    try:
+        if path.suffix == ".keras":
+            import keras
 
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    if path.suffix in (".joblib", ".pkl", ".pickle"):
-        import joblib
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        if path.suffix in (".joblib", ".pkl", ".pickle"):
+            import joblib
 
-        return joblib.load(path)
+            return joblib.load(path)
+    except Exception as exc:  # both libraries raise many types for a bad file
+        raise PublishError(f"{path.name} could not be loaded: {exc}") from exc
     raise PublishError(f"{path.name}: expected a .joblib/.pkl (scikit-learn) or .keras file")
 
 

@@ -80,12 +80,17 @@ def _keras(model: Any, task: str | None, labels: list[str] | None,
         raise PublishError(f"the Keras model has {len(model.outputs)} outputs; modelserve "
                            "serves models with one output")
     inputs = []
-    for t in model.inputs:
+    for i, t in enumerate(model.inputs):
         shape = tuple(t.shape[1:])
         if t.shape[0] is not None or any(d is None for d in shape):
             raise PublishError(f"Keras input {t.name!r} has shape {t.shape}: every dimension "
                                "but the batch must be fixed")
-        inputs.append((t.name, tuple(int(d) for d in shape), str(t.dtype)))
+        name = t.name
+        if name.startswith("keras_tensor"):
+            # An unnamed keras.Input: its generated name changes from session to session.
+            name = (("features" if len(shape) == 1 else "image") if len(model.inputs) == 1
+                    else f"input_{i + 1}")
+        inputs.append((name, tuple(int(d) for d in shape), str(t.dtype)))
     out = tuple(model.outputs[0].shape[1:])
     width = int(out[0]) if out else 1
     if len(out) > 1:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from service.batch import Batch
+from service.errors import ApiError
 from service.integrity import describe_file
 from service.loader import load_version, read_manifest
 from service.manifest import (
@@ -134,6 +135,12 @@ def publish(
     """
     if not _NAME_RE.match(name):
         raise PublishError(f"model name {name!r} must be lowercase letters, digits and dashes")
+    if samples < 1:
+        raise PublishError("samples must be at least 1: the loader checks every version "
+                           "against its samples")
+    if (X_test is None) != (y_test is None):
+        raise PublishError("give X_test and y_test together (the held-out inputs and their "
+                           "targets)")
     facts = describe(model, task=task, labels=list(labels) if labels is not None else None,
                      has_target=target is not None)
     tgt = _target(target, facts.task, name)
@@ -147,7 +154,8 @@ def publish(
     y_tr = _targets(y_train, facts, model) if y_train is not None else None
     pool, pool_y = (X_test, y_idx) if X_test is not None else (inputs, y_tr)
     pool_data = _data(specs, pool, "X_test" if X_test is not None else "inputs")
-    picks = _pick(pool_y, rows(next(iter(pool_data.values()))), samples, seed)
+    by_class = pool_y if facts.task is Task.CLASSIFICATION else None
+    picks = _pick(by_class, rows(next(iter(pool_data.values()))), samples, seed)
     sample_rows = [_row(specs, pool_data, i) for i in picks]
     expected = _expected(reference, facts, sig, sample_rows)
 
@@ -372,7 +380,8 @@ def _outputs(facts: ModelFacts, target: Target | None) -> list:
 def _expected(reference: Runtime, facts: ModelFacts, sig: Signature,
               sample_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The framework's own answers for the samples, named as the service names them."""
-    batch = from_rows(sig, sample_rows, "samples", len(sample_rows))
+    batch = _validated(lambda: from_rows(sig, sample_rows, "samples", len(sample_rows)),
+                       "the samples drawn from the held-out set")
     dtypes = sig.output_datatypes
     outputs = name_outputs(facts.task, facts.raw_output, reference.raw(batch),
                            np.asarray(facts.labels or [], dtype=object), dtypes)
@@ -456,7 +465,7 @@ def _evaluate(loaded: Any, facts: ModelFacts, sig: Signature, specs: list[InputS
     n = rows(next(iter(data.values())))
     if n != len(y_idx):
         raise PublishError(f"X_test holds {n} rows but y_test {len(y_idx)}")
-    parts = evaluate.batches(loaded.signature, data, n)
+    parts = _validated(lambda: evaluate.batches(loaded.signature, data, n), "X_test")
     outputs = evaluate.predict_all(loaded, parts)
     k = len(facts.labels or [])
     metrics = evaluate.task_metrics(facts.task, y_idx, outputs, k)
@@ -473,6 +482,14 @@ def _evaluate(loaded: Any, facts: ModelFacts, sig: Signature, specs: list[InputS
     pred = outputs["value"] if facts.task is Task.REGRESSION else outputs["class_id"]
     card.y_test, card.y_pred = y_idx, pred
     return evaluation, card
+
+
+def _validated(make: Any, what: str) -> Any:
+    """Rows the service would refuse cannot be scored or kept as samples: say which."""
+    try:
+        return make()
+    except ApiError as exc:
+        raise PublishError(f"{what} holds a row the service would refuse: {exc.message}") from None
 
 
 def _target(target: Any, task: Task, name: str) -> Target | None:

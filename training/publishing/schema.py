@@ -51,6 +51,10 @@ def note_for(notes: Mapping[str, Any] | None, name: str) -> FeatureNote:
     if isinstance(raw, str):
         return FeatureNote(description=raw)
     if isinstance(raw, Mapping):
+        unknown = set(raw) - {"unit", "description", "nullable", "categories"}
+        if unknown:
+            raise PublishError(f"features[{name!r}] has unknown keys {sorted(unknown)}; a "
+                               "feature takes unit, description, nullable and categories")
         return FeatureNote(**raw)
     # Anything with unit / description attributes (a trainer's own record type).
     return FeatureNote(unit=getattr(raw, "unit", ""), description=getattr(raw, "description", ""))
