@@ -5,7 +5,7 @@ one (float64 for a model fitted on float64 columns, float32 for a Keras network)
 an object array whose columns hold each feature's values (str, int, float, bool; a
 missing value is NaN). Image inputs are the pixel tensor in the input's dtype. Protocols
 produce batches (``service/tensors.py``); the batcher merges and splits them; runtimes
-turn them into what their framework is called with (``service/runtimes/feed.py``).
+turn them into what their framework is called with (``service/runtimes/``).
 """
 
 from __future__ import annotations

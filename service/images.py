@@ -95,7 +95,10 @@ def to_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
         mode = "L" if c == 1 else ("RGBA" if c == 4 else "RGB")
         resized = img.convert(mode).resize((w, h), Image.Resampling.LANCZOS)
         level = np.asarray(resized, dtype=np.float32).reshape(h, w, c) / 255.0
-    lo, hi = image.value_min, image.value_max
+    if pre.mode == "ink":  # ink level -> background .. ink values
+        lo, hi = image.value_min, image.value_max
+    else:  # the picture as it is: black .. white onto the input's value range
+        lo, hi = sorted((image.value_min, image.value_max))
     out = lo + level * (hi - lo)
     out = np.clip(out, min(lo, hi), max(lo, hi)).reshape(spec.shape[1:])
     return out.astype(spec.dtype or np.float32)

@@ -30,6 +30,9 @@ _FIELD_RE = re.compile(r"^[^\x00-\x1f]{1,128}$")
 FeatureDtype = Literal["float64", "float32", "int64", "bool", "string"]
 NUMERIC_DTYPES = ("float64", "float32", "int64")
 ImageDtype = Literal["float32", "float64", "uint8"]
+# The tensor a Keras network takes for a tabular input, when it is narrower than the
+# features' own dtype (an int32 id column): values must also fit it.
+TensorDtype = Literal["float32", "float64", "uint8", "int32", "int64", "bool"]
 
 
 class _Strict(BaseModel):
@@ -177,7 +180,9 @@ class InputSpec(_Strict):
         "array", description="What the model is called with: an array (batch first), or a "
                              "pandas DataFrame with one column per feature (a scikit-learn "
                              "model fitted on a DataFrame).")
-    dtype: ImageDtype | None = Field(None, description="Image inputs: the pixel dtype.")
+    dtype: TensorDtype | None = Field(
+        None, description="Image inputs: the pixel dtype. Tabular inputs of a Keras network: "
+                          "the network's input dtype when it is not the features' own.")
     features: list[Feature] | None = Field(
         default=None, description="Tabular inputs: the columns, in the order the model expects.")
     image: ImageSpec | None = None
@@ -196,8 +201,8 @@ class InputSpec(_Strict):
         if self.kind == "tabular":
             if not self.features:
                 raise ValueError("a tabular input lists its features")
-            if self.image is not None or self.dtype is not None:
-                raise ValueError("a tabular input has features, not an image spec or dtype")
+            if self.image is not None:
+                raise ValueError("a tabular input has features, not an image spec")
             if self.shape != [-1, len(self.features)]:
                 raise ValueError(f"tabular shape must be [-1, {len(self.features)}]")
             names = [f.name for f in self.features]
@@ -206,8 +211,9 @@ class InputSpec(_Strict):
             if self.layout == "frame" and any(f.frame_dtype is None for f in self.features):
                 raise ValueError("an input with layout 'frame' gives each feature's frame_dtype")
         else:
-            if self.image is None or self.dtype is None:
-                raise ValueError("an image input has an image spec and a dtype")
+            if self.image is None or self.dtype not in ("float32", "float64", "uint8"):
+                raise ValueError("an image input has an image spec and a float32, float64 or "
+                                 "uint8 dtype")
             if self.features is not None or self.layout != "array":
                 raise ValueError("an image input has no features and layout 'array'")
             hw = [-1, self.image.height, self.image.width]

@@ -18,6 +18,7 @@ _COLUMN_DTYPES = {"float64": np.float64, "float32": np.float32, "int64": np.int6
 V2_DATATYPES = {"string": "BYTES", "bool": "BOOL", "int64": "INT64", "float32": "FP32",
                 "float64": "FP64"}
 V2_IMAGE = {"float32": "FP32", "float64": "FP64", "uint8": "UINT8"}
+_LIMITS = {"float32": float(np.finfo(np.float32).max), "int32": float(2**31 - 1)}
 
 
 @dataclass
@@ -33,9 +34,15 @@ class FeatureSig:
     known: list  # categories in manifest order, for messages
     unknown: str  # "error" | "warn"
     column_dtype: np.dtype
+    # The largest magnitude the model's tensor holds (float32, int32), else None.
+    limit: float | None = None
+    # A pandas 'category' column: a value outside its categories reaches the model as
+    # missing.
+    frame_category: bool = False
 
     @classmethod
-    def of(cls, f: Feature, column: int, input_name: str) -> FeatureSig:
+    def of(cls, f: Feature, column: int, input_name: str,
+           tensor: str | None = None) -> FeatureSig:
         dtype = np.dtype(_COLUMN_DTYPES[f.dtype])
         if f.nullable and f.dtype == "int64":
             dtype = np.dtype(np.float64)
@@ -43,7 +50,8 @@ class FeatureSig:
             dtype = np.dtype(object)
         return cls(f.name, f.dtype, f.nullable, column, input_name, f.min, f.max,
                    frozenset(f.categories) if f.categories is not None else None,
-                   list(f.categories or []), f.unknown_categories or "error", dtype)
+                   list(f.categories or []), f.unknown_categories or "error", dtype,
+                   _LIMITS.get(tensor or f.dtype), f.frame_dtype == "category")
 
     @property
     def numeric(self) -> bool:
@@ -71,7 +79,6 @@ class InputSig:
     sample_shape: tuple[int, ...]
     dtype: np.dtype
     features: list[FeatureSig] = field(default_factory=list)
-    index: dict[str, int] = field(default_factory=dict)
     # Every feature a non-nullable float of one dtype: a request's rows can be turned
     # into the batch array by one numpy call (the common case, kept fast).
     plain: bool = False
@@ -84,14 +91,14 @@ class InputSig:
         if spec.kind == "image":
             assert spec.dtype is not None
             return cls(spec.name, "image", tuple(spec.shape[1:]), np.dtype(spec.dtype), spec=spec)
-        feats = [FeatureSig.of(f, j, spec.name) for j, f in enumerate(spec.features or [])]
+        feats = [FeatureSig.of(f, j, spec.name, spec.dtype)
+                 for j, f in enumerate(spec.features or [])]
         dtypes = {f.column_dtype for f in feats}
         dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(object)
         plain = dtype.kind == "f" and all(not f.nullable for f in feats)
         lo = np.array([np.nan if f.lo is None else f.lo for f in feats])
         hi = np.array([np.nan if f.hi is None else f.hi for f in feats])
-        return cls(spec.name, "tabular", (len(feats),), dtype, feats,
-                   {f.name: f.column for f in feats}, plain, lo, hi, spec)
+        return cls(spec.name, "tabular", (len(feats),), dtype, feats, plain, lo, hi, spec)
 
     @property
     def tabular(self) -> bool:
@@ -133,11 +140,20 @@ class Signature:
         return cls(f"{manifest.name} v{manifest.version}", manifest.inputs,
                    {o.name: o.dtype for o in manifest.outputs})
 
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.inputs]
-
     def feature_names(self) -> list[str]:
         return list(self.features)
+
+    def tensors(self) -> list[tuple[str, str, list[int]]]:
+        """(name, V2 datatype, shape) of each tensor a client sends: an input whole, or,
+        when its features differ in type, one tensor per feature."""
+        out: list[tuple[str, str, list[int]]] = []
+        for inp in self.inputs:
+            datatype = inp.v2_datatype()
+            if datatype is None:
+                out.extend((f.name, f.wire, [-1]) for f in inp.features)
+            else:
+                out.append((inp.name, datatype, [-1, *inp.sample_shape]))
+        return out
 
     def describe(self) -> str:
         """The inputs, for error messages: 'features' [-1, 11], 'image' [-1, 28, 28]."""

@@ -92,7 +92,8 @@ def _only_input(sig: Signature, field: str) -> InputSig:
     if sig.single is None:
         raise InvalidInput(
             f"{sig.model} takes several inputs ({sig.describe()}); send each example as an "
-            f"object that names them, or '{field}' as an object of inputs.")
+            "object that names them ({\"instances\": [{\"<input>\": ..., ...}]}), or "
+            "the columns as an object of inputs ({\"inputs\": {\"<input>\": [...]}}).")
     return sig.single
 
 
@@ -209,6 +210,12 @@ def _input_tensor(inp: InputSig, data: Any, field: str) -> np.ndarray:
     """One input given whole: nested lists (JSON) or an array (V2)."""
     if not inp.tabular:
         arr = _numeric(inp, data, field)
+        want = inp.sample_shape
+        if arr.shape == want or (want[-1] == 1 and arr.shape == want[:-1]):
+            raise InvalidInput(f"'{field}' is one image, not a batch: wrap it in a list "
+                               f"(shape [1, {', '.join(map(str, want))}]).",
+                               [detail(field, "not a batch", expected=[-1, *want],
+                                       got=list(arr.shape))])
         if arr.ndim == len(inp.sample_shape) + 2 and arr.shape[-1] == 1:
             arr = arr[..., 0]  # [n, 28, 28, 1] is the same image as [n, 28, 28]
         elif arr.ndim == len(inp.sample_shape) and inp.sample_shape[-1] == 1:
@@ -228,10 +235,15 @@ def _input_tensor(inp: InputSig, data: Any, field: str) -> np.ndarray:
     if table.ndim != 2 or table.shape[1] != k:
         if not isinstance(data, np.ndarray) and isinstance(data, list) and all(
                 isinstance(r, list) for r in data):
-            lengths = {len(r) for r in data}
-            if len(lengths) == 1 and lengths != {k}:
-                raise InvalidInput(_shape_message(inp, (len(data), lengths.pop()), field),
-                                   [detail(field, "wrong shape", expected=[-1, k])])
+            lengths = [len(r) for r in data]
+            bad = next((i for i, n in enumerate(lengths) if n != k), 0)
+            if len(set(lengths)) > 1:
+                raise InvalidInput(f"'{field}' is ragged: {field}[{bad}] holds {lengths[bad]} "
+                                   f"values; every example must be {inp.describe()}.",
+                                   [detail(f"{field}[{bad}]", "wrong length", expected=k,
+                                           got=lengths[bad])])
+            raise InvalidInput(_shape_message(inp, (len(data), lengths[0]), field),
+                               [detail(field, "wrong shape", expected=[-1, k])])
         shape = list(table.shape) if table.ndim else []
         raise InvalidInput(_shape_message(inp, tuple(shape), field) if table.ndim else
                            f"'{field}' is ragged: every example must be {inp.describe()}.",
@@ -254,10 +266,11 @@ def _numeric(inp: InputSig, data: Any, field: str, transpose: bool = False) -> n
         return arr
     if arr is not None and arr.dtype.kind == "b" and not inp.tabular:
         return arr.astype(np.uint8)  # a boolean pixel is harmless
-    if isinstance(data, np.ndarray):
+    if isinstance(data, np.ndarray) and data.dtype != object:
         raise InvalidInput(f"'{field}' must hold only numbers, not {data.dtype.name} values.",
                            [detail(field, "not a number")])
-    _locate_problem(inp, data, field, transpose)
+    _locate_problem(inp, data.tolist() if isinstance(data, np.ndarray) else data, field,
+                    transpose)
     raise InvalidInput(f"'{field}' must hold only numbers.")  # pragma: no cover
 
 
@@ -310,7 +323,16 @@ def _finish(inp: InputSig, arr: np.ndarray, field: str) -> np.ndarray:
         raise InvalidInput(f"{where}: {_shown(arr[(i, *rest)])} is not a valid value; send "
                            "finite numbers.", [detail(where, "not finite",
                                                       got=_shown(arr[(i, *rest)]))])
-    return arr.astype(inp.dtype, copy=False)
+    out = arr.astype(inp.dtype, copy=False)
+    if out.dtype == np.float32 and out is not arr and np.count_nonzero(
+            np.isfinite(out)) != out.size:
+        i, *rest = np.argwhere(~np.isfinite(out))[0]
+        where = f"{field}[{i}]" + (f" feature '{inp.features[int(rest[0])].name}'"
+                                   if inp.tabular else "".join(f"[{r}]" for r in rest))
+        raise InvalidInput(f"{where}: {arr[(i, *rest)]:g} is too large for the model's "
+                           "float32 input.", [detail(where, "out of range",
+                                                     got=float(arr[(i, *rest)]))])
+    return out
 
 
 def _shape_message(inp: InputSig, shape: tuple[int, ...], field: str) -> str:
@@ -372,26 +394,13 @@ def _as_array(values: list, numeric: bool) -> np.ndarray:
 
 
 def _numeric_column(f: FeatureSig, arr: np.ndarray, values: Any, where: Where) -> np.ndarray:
-    if arr.dtype.kind in "iuf" and not (isinstance(values, list)
-                                        and any(type(v) is bool for v in values)):
-        col = arr
-        if col.dtype == np.uint64 and len(col) and col.max() > _INT64_MAX:
-            i = int(np.argmax(col > _INT64_MAX))
-            _bad(f, where(i), col[i], "an integer within int64")
-    else:
-        col = np.empty(len(arr), dtype=np.float64)
-        for i, v in enumerate(arr):
-            if v is None:
-                if not f.nullable:
-                    _bad(f, where(i), v)
-                col[i] = np.nan
-            elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-                    v, (bool, np.bool_)):
-                if isinstance(v, int) and abs(v) > _INT64_MAX:
-                    _bad(f, where(i), v, "an integer within int64")
-                col[i] = v
-            else:
-                _bad(f, where(i), v)
+    if arr.dtype.kind not in "iuf" or (isinstance(values, list)
+                                       and any(type(v) is bool for v in values)):
+        arr = _number_objects(f, values if isinstance(values, list) else arr.tolist(), where)
+    col = arr
+    if col.dtype == np.uint64 and len(col) and col.max() > _INT64_MAX:
+        i = int(np.argmax(col > _INT64_MAX))
+        _bad(f, where(i), col[i], "an integer within int64")
     if col.dtype.kind == "f":
         finite = np.isfinite(col)
         if np.count_nonzero(finite) != len(col):
@@ -407,22 +416,46 @@ def _numeric_column(f: FeatureSig, arr: np.ndarray, values: Any, where: Where) -
                 raise InvalidInput(f"{where(i)}: NaN is not a valid value; send finite numbers "
                                    f"('{f.name}' cannot be missing).",
                                    [detail(where(i), "not finite", got="NaN")])
-    if f.dtype == "int64":
-        if col.dtype.kind == "f":
-            present = ~np.isnan(col)
-            frac = present & (np.floor(col) != col)
-            if frac.any():
-                i = int(np.argmax(frac))
-                _bad(f, where(i), float(col[i]), "an integer")
-            big = present & (np.abs(col) > 2.0**63)
-            if big.any():
-                i = int(np.argmax(big))
-                _bad(f, where(i), float(col[i]), "an integer within int64")
-            if not f.nullable:
-                return col.astype(np.int64)
-            return col.astype(np.float64, copy=False)
-        return col.astype(f.column_dtype, copy=False)
+    if f.dtype == "int64" and col.dtype.kind == "f":
+        present = ~np.isnan(col)
+        frac = present & (np.floor(col) != col)
+        if frac.any():
+            i = int(np.argmax(frac))
+            _bad(f, where(i), float(col[i]), "an integer")
+        big = present & ((col >= 2.0**63) | (col < -(2.0**63)))
+        if big.any():
+            i = int(np.argmax(big))
+            _bad(f, where(i), float(col[i]), "an integer within int64")
+    if f.limit is not None and len(col):
+        over = np.abs(col) > f.limit  # NaN compares False
+        if np.count_nonzero(over):
+            i = int(np.argmax(over))
+            kind = "float32" if f.limit > 2**31 else "int32"
+            raise InvalidInput(f"{where(i)}: {_plain(col[i])} is too large for the model's "
+                               f"{kind} input.", [detail(where(i), "out of range",
+                                                         got=_plain(col[i]))])
     return col.astype(f.column_dtype, copy=False)
+
+
+def _number_objects(f: FeatureSig, items: list[Any], where: Where) -> np.ndarray:
+    """Values that are not one numeric array (nulls, mixed types) checked one by one:
+    integers stay exact unless a null or a float needs a float column."""
+    floats = False
+    out: list[Any] = []
+    for i, v in enumerate(items):
+        if v is None:
+            if not f.nullable:
+                _bad(f, where(i), v)
+            floats = True
+            out.append(np.nan)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            _bad(f, where(i), v)
+        else:
+            if isinstance(v, int) and not -(2**63) <= v <= _INT64_MAX:
+                _bad(f, where(i), v, "an integer within int64")
+            floats = floats or isinstance(v, float)
+            out.append(v)
+    return np.array(out, dtype=np.float64 if floats else np.int64)
 
 
 def _bool_column(f: FeatureSig, arr: np.ndarray, where: Where) -> np.ndarray:
@@ -462,6 +495,8 @@ def _bad(f: FeatureSig, where: str, value: Any, expected: str | None = None) -> 
         got = f"{_json_type(value)} {_short(repr(_plain(value)))}"
         problem, hint = "wrong type", ""
     want = expected or f.describe()
+    if expected == "an integer" and f.nullable:
+        want += " or null"
     raise InvalidInput(f"{where}: expected {want}, got {got}{hint}.",
                        [detail(where, problem, expected=f.dtype, got=_json_type(value))])
 
@@ -548,11 +583,13 @@ def _tabular_warnings(inp: InputSig, arr: np.ndarray, out: list[dict[str, Any]])
                            "extrapolation",
             })
         else:
+            treated = ("receives it as missing" if f.frame_category
+                       else "treats it as an unknown category")
             out.append({
                 "instance": int(i), "feature": f.name, "value": value,
                 "known_categories": f.known[:50],
                 "message": f"instance {int(i)}: {f.name}={_short(repr(value))} was not seen "
-                           "in training; the model treats it as an unknown category",
+                           f"in training; the model {treated}",
             })
     return total
 

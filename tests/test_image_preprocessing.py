@@ -69,3 +69,12 @@ def test_resize_mode_keeps_colour_and_the_whole_picture():
 def test_a_blank_picture_has_no_ink():
     with pytest.raises(InvalidInput, match="No digit found"):
         to_input(Image.new("L", (30, 30), 255), _spec(8, 8, box=8))
+
+
+def test_resize_mode_keeps_the_picture_as_it_is_whatever_the_polarity():
+    # A model of dark shapes on light paper (background 1.0, ink 0.0): a white corner
+    # stays white and a black centre stays black; nothing is inverted.
+    page = np.full((40, 40), 255, dtype=np.uint8)
+    page[10:30, 10:30] = 0
+    out = to_input(Image.fromarray(page), _spec(8, 8, mode="resize", lo=1.0, hi=0.0))
+    assert out[0, 0] == pytest.approx(1.0) and out[4, 4] == pytest.approx(0.0)

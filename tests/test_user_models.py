@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -38,13 +37,15 @@ from tests.test_fuzz import check
 from training.publishing import PublishError, evaluate
 
 CHUNK = 250  # rows per request, under the test server's 300-row limit
+MODELS = ["churn", "diabetes", "triage", "digits8", "tags", "cultivar"]
+TABULAR_REPLAY = ("churn", "diabetes", "tags", "cultivar")
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """Every user model published with the Python API (version 1), and two with the
-    command line from files on disk (churn from a joblib pickle, a CSV sample and a
-    Parquet test set; digits8 from a .keras file and .npz arrays: version 2)."""
+    command line from files on disk (churn from a joblib pickle, a Parquet sample and a
+    CSV test set; digits8 from a .keras file and .npz arrays: version 2)."""
     repo = tmp_path_factory.mktemp("user") / "models"
     files = repo.parent / "files"
     files.mkdir()
@@ -59,12 +60,15 @@ def published(tmp_path_factory):
     import joblib
 
     joblib.dump(churn.model, files / "churn.joblib")
-    churn.publish_args["inputs"].assign(y=churn.publish_args["y_train"]).to_csv(
-        files / "train.csv", index=False)
-    churn.X_test.assign(y=churn.y_test).to_parquet(files / "test.parquet")
+    # Parquet keeps pandas' dtypes (Int64); a CSV test set reads its integers with a
+    # missing value as floats, which the integer feature still takes.
+    churn.publish_args["inputs"].assign(y=churn.publish_args["y_train"]).to_parquet(
+        files / "train.parquet")
+    churn.X_test.assign(y=churn.y_test).to_csv(files / "test.csv", index=False)
     (files / "features.json").write_text(json.dumps(churn.publish_args["features"]))
-    _cli("publish", files / "churn.joblib", "--name", "churn", "--sample", files / "train.csv",
-         "--test", files / "test.parquet", "--target", "y", "--features", files / "features.json",
+    _cli("publish", files / "churn.joblib", "--name", "churn", "--sample",
+         files / "train.parquet", "--test", files / "test.csv", "--target", "y", "--features",
+         files / "features.json",
          "--repository", repo)
 
     digits = built["digits8"]
@@ -122,8 +126,11 @@ def test_the_manifest_describes_real_inputs(published):
     feats = {f.name: f for f in spec.features}
     assert {n: f.dtype for n, f in feats.items()} == {
         "age": "float64", "income": "float64", "rooms": "int64", "member": "bool",
-        "colour": "string", "city": "string"}
-    assert feats["age"].nullable and feats["city"].nullable
+        "colour": "string", "city": "string", "visits": "int64"}
+    assert feats["age"].nullable and feats["city"].nullable and feats["visits"].nullable
+    assert feats["visits"].frame_dtype == "Int64"  # pandas' nullable integer, rebuilt as such
+    # An integer column the model takes any value of is a number, not a category.
+    assert feats["rooms"].categories is None and feats["visits"].categories is None
     assert not feats["income"].nullable and not feats["colour"].nullable
     assert feats["colour"].categories == ["blue", "green", "red"]
     # Probed at publish time: one encoder refuses an unseen value, the other ignores it.
@@ -145,7 +152,18 @@ def test_the_manifest_describes_real_inputs(published):
 
     diabetes = _manifest(repo, "diabetes")
     assert diabetes.outputs[0].dtype == "float64"  # served as scikit-learn computes it
-    for name in ("churn", "diabetes", "triage", "digits8"):
+
+    # int32 ids of an embedding: the network's dtype is kept, and only the ids it has
+    # embeddings for are served (found by calling it with ids it never saw).
+    (ids,) = _manifest(repo, "tags").inputs
+    assert ids.dtype == "int32"
+    assert [(f.dtype, f.categories, f.unknown_categories) for f in ids.features] == [
+        ("int64", list(range(10)), "error")] * 2
+
+    cultivar = _manifest(repo, "cultivar")  # a classifier without predict_proba
+    assert cultivar.raw_output.value == "class_index" and cultivar.labels == ["0", "1", "2"]
+    assert [o.name for o in cultivar.outputs] == ["class_id", "label"]
+    for name in MODELS:
         m = _manifest(repo, name)
         assert m.evaluation.test_set_sha256 and m.evaluation.primary_metric
         assert (repo / name / "1" / "MODEL_CARD.md").is_file()
@@ -179,8 +197,9 @@ def _replay_tabular(http: httpx.Client, name: str, X: pd.DataFrame) -> dict[str,
     outs = []
     for start in range(0, len(X), CHUNK):
         part = X.iloc[start:start + CHUNK]
-        columns = {c: [None if isinstance(v, float) and math.isnan(v) else v
-                       for v in part[c].tolist()] for c in part.columns}
+        # Missing values (NaN, pandas' <NA>) go as JSON null.
+        columns = {c: [None if pd.isna(v) else v for v in part[c].tolist()]
+                   for c in part.columns}
         r = http.post(f"/v1/models/{name}/versions/1:predict", json={"inputs": columns})
         assert r.status_code == 200, r.text
         outs.append(r.json()["outputs"])
@@ -205,12 +224,12 @@ def _replay_v2(tc, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.nda
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-@pytest.mark.parametrize("name", ["churn", "diabetes", "triage", "digits8"])
+@pytest.mark.parametrize("name", MODELS)
 def test_served_metrics_equal_the_card(published, http, tc, name):
     repo, built = published
     b = built[name]
     m = _manifest(repo, name)
-    if name in ("churn", "diabetes"):
+    if name in TABULAR_REPLAY:
         outputs = _replay_tabular(http, name, b.X_test)
     elif name == "triage":
         outputs = _replay_v2(tc, name, {k: v.to_numpy() for k, v in b.X_test.items()})
@@ -239,7 +258,7 @@ def _check(expected: dict, got: dict) -> None:
             assert np.allclose(got[key], want, atol=1e-4), (key, got)
 
 
-@pytest.mark.parametrize("name", ["churn", "diabetes", "triage", "digits8"])
+@pytest.mark.parametrize("name", MODELS)
 def test_tfserving_rows_columns_and_examples(published, http, name):
     repo, _ = published
     m = _manifest(repo, name)
@@ -259,6 +278,9 @@ def test_tfserving_rows_columns_and_examples(published, http, name):
     if m.inputs[0].kind == "tabular":
         verb = "classify" if m.task is Task.CLASSIFICATION else "regress"
         r = http.post(f"/v1/models/{name}:{verb}", json={"examples": rows[:2]})
+        if m.raw_output.value == "class_index":  # :classify answers with scores
+            assert r.status_code == 400 and "use ':predict'" in r.json()["error"], r.text
+            return
         assert r.status_code == 200, r.text
         if verb == "regress":
             assert np.allclose(r.json()["results"], [s.expected["value"] for s in m.samples[:2]])
@@ -307,7 +329,7 @@ def _meta_inputs(m) -> list[dict]:
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-@pytest.mark.parametrize("name", ["churn", "diabetes", "triage", "digits8"])
+@pytest.mark.parametrize("name", MODELS)
 def test_v2_with_tritonclient(published, tc, name, binary):
     repo, _ = published
     m = _manifest(repo, name)
@@ -351,6 +373,10 @@ def test_missing_values_and_unknown_categories(published, http):
     ({"colour": 3}, ["'colour'", "expected a string", "got number"]),
     ({"colour": None}, ["'colour'", "got null"]),
     ({"city": ["porto"]}, ["'city'", "expected a string or null", "got array"]),
+    ({"rooms": 9.223372036854776e18}, ["'rooms'", "an integer within int64"]),
+    ({"rooms": 2**64}, ["'rooms'", "an integer within int64"]),
+    ({"visits": 2.5}, ["'visits'", "expected an integer or null"]),
+    ({"visits": "3"}, ["'visits'", "got string"]),
 ])
 def test_bad_values_for_each_dtype(published, http, change, needles):
     repo, _ = published
@@ -393,6 +419,48 @@ def test_v2_datatypes_must_fit_the_feature(published, http):
         r = http.post("/v2/models/churn/infer", content=header + blob,
                       headers={"Inference-Header-Content-Length": str(len(header))})
         assert r.status_code == 400 and needle in r.json()["error"], r.text
+
+
+def test_values_the_model_cannot_hold_are_refused(published, http):
+    repo, _ = published
+    row = _manifest(repo, "triage").samples[0].inputs
+    r = http.post("/v1/models/triage:predict", json={"instances": [{**row, "spo2": 1e39}]})
+    assert r.status_code == 400 and "too large for the model's float32 input" in r.text
+    r = http.post("/v2/models/triage/infer", json={"inputs": [
+        {"name": "vitals", "datatype": "FP64", "shape": [1, 4], "data": [1e39, 0, 0, 0]},
+        {"name": "history", "datatype": "FP64", "shape": [1, 3], "data": [0, 0, 0]}]})
+    assert r.status_code == 400 and "float32" in r.json()["error"], r.text
+    for bad in (10, -1, 4294967305):  # ids with no embedding, or past int32
+        r = http.post("/v1/models/tags:predict", json={"instances": [{"first": bad,
+                                                                      "second": 3}]})
+        assert r.status_code == 400 and "'first'" in r.json()["error"], r.text
+    r = http.post("/v2/models/tags/infer", json={"inputs": [
+        {"name": "ids", "datatype": "INT8", "shape": [1, 2], "data": [300, 1]}]})
+    assert r.status_code == 400 and "does not fit INT8" in r.json()["error"], r.text
+
+
+def test_malformed_tensors_are_refused_cheaply(published, http):
+    repo, _ = published
+    # Three hundred million BYTES elements announced in 7 bytes: refused before anything
+    # is allocated for them.
+    header = json.dumps({"inputs": [{"name": "colour", "datatype": "BYTES",
+                                     "shape": [300_000_000],
+                                     "parameters": {"binary_data_size": 7}}]}).encode()
+    r = http.post("/v2/models/churn/infer", content=header + b"\x03\x00\x00\x00red",
+                  headers={"Inference-Header-Content-Length": str(len(header))})
+    assert r.status_code == 400 and "need at least" in r.json()["error"], r.text
+    header = json.dumps({"inputs": [{"name": "member", "datatype": "BOOL", "shape": [1],
+                                     "parameters": {"binary_data_size": 1}}]}).encode()
+    r = http.post("/v2/models/churn/infer", content=header + b"\x02",
+                  headers={"Inference-Header-Content-Length": str(len(header))})
+    assert r.status_code == 400 and "0 or 1" in r.json()["error"], r.text
+    row = list(_manifest(repo, "churn").samples[0].inputs.values())
+    r = http.post("/v1/models/churn:predict", json={"instances": [row, row[:1]]})
+    assert r.status_code == 400 and "ragged" in r.json()["error"]
+    assert "instances[1] holds 1 values" in r.json()["error"]
+    image = np.zeros((8, 8, 1)).tolist()
+    r = http.post("/v1/models/digits8:predict", json={"inputs": {"image": image}})
+    assert r.status_code == 400 and "one image, not a batch" in r.json()["error"], r.text
 
 
 def test_several_inputs_are_named(published, http):

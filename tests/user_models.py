@@ -2,14 +2,18 @@
 generated here (no downloads), each fitted the way its users would fit it:
 
 - ``churn``: a scikit-learn Pipeline with a ColumnTransformer over a generated customer
-  table: numbers with missing values, an integer count, a boolean flag, and two string
-  categories (one encoder refuses unseen values, the other ignores them and a missing
-  city is imputed);
+  table: numbers with missing values, an integer count, a nullable integer (pandas
+  ``Int64``), a boolean flag, and two string categories (one encoder refuses unseen
+  values, the other ignores them and a missing city is imputed);
 - ``diabetes``: histogram gradient boosting on scikit-learn's bundled diabetes data,
   fitted on its DataFrame;
 - ``triage``: a Keras functional model with two inputs (vital signs, history);
 - ``digits8``: a Keras CNN on scikit-learn's bundled 8x8 digits, [n, 8, 8, 1] images,
-  with the preprocessing for uploaded pictures declared.
+  with the preprocessing for uploaded pictures declared;
+- ``tags``: a Keras network embedding int32 ids (only the ids it has embeddings for can
+  be served);
+- ``cultivar``: a linear SVM without probabilities on scikit-learn's bundled wine data,
+  integer classes.
 """
 
 from __future__ import annotations
@@ -50,15 +54,17 @@ def churn() -> Built:
         "colour": rng.choice(["red", "green", "blue"], n),
         "city": rng.choice(["lisbon", "porto", "braga", "faro"], n),
     })
+    df["visits"] = pd.array(rng.integers(0, 12, n), dtype="Int64")
     df.loc[rng.random(n) < 0.1, "age"] = np.nan
     df.loc[rng.random(n) < 0.05, "city"] = np.nan
+    df.loc[rng.random(n) < 0.1, "visits"] = pd.NA
     logit = (0.05 * (df["age"].fillna(45) - 45) + 1.2 * df["member"]
              + 1.5 * (df["colour"] == "red") + 0.4 * df["rooms"] - 1.6)
     y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "churned", "stayed")
     X_tr, X_te, y_tr, y_te = train_test_split(df, y, random_state=SEED)
     pre = ColumnTransformer([
         ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-         ["age", "income", "rooms"]),
+         ["age", "income", "rooms", "visits"]),
         ("flag", "passthrough", ["member"]),
         ("colour", OneHotEncoder(handle_unknown="error"), ["colour"]),
         ("city", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
@@ -72,6 +78,7 @@ def churn() -> Built:
         "features": {"age": {"unit": "years", "description": "Customer age"},
                      "income": {"unit": "EUR/year", "description": "Yearly income"},
                      "rooms": {"description": "Rooms in the customer's home"},
+                     "visits": {"description": "Shop visits last year (may be unknown)"},
                      "member": {"description": "Loyalty-programme member"},
                      "colour": {"description": "Favourite colour (closed set)"},
                      "city": {"description": "City (unseen cities are ignored)"}},
@@ -159,4 +166,44 @@ def digits8() -> Built:
     }, X_te, y_te)
 
 
-BUILDERS = [churn, diabetes, triage, digits8]
+def tags() -> Built:
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    ids = rng.integers(0, 10, (800, 2)).astype(np.int32)
+    y = ((ids[:, 0] + ids[:, 1]) % 3 == 0).astype(np.int64)
+    model = keras.Sequential([
+        keras.Input((2,), dtype="int32", name="ids"),
+        keras.layers.Embedding(10, 4),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ], name="tags")
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="binary_crossentropy")
+    model.fit(ids[:600], y[:600], epochs=30, batch_size=32, verbose=0)
+    return Built("tags", model, {
+        "inputs": pd.DataFrame(ids[:600], columns=["first", "second"]), "y_train": y[:600],
+        "labels": ["other", "multiple of 3"],
+        "description": "Is the sum of two tag ids a multiple of 3? Embeddings of int32 ids.",
+    }, pd.DataFrame(ids[600:], columns=["first", "second"]), y[600:])
+
+
+def cultivar() -> Built:
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    data = load_wine(as_frame=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(data.data, data.target.to_numpy(),
+                                              random_state=SEED)
+    model = make_pipeline(StandardScaler(), LinearSVC(random_state=SEED)).fit(X_tr, y_tr)
+    return Built("cultivar", model, {
+        "inputs": X_tr, "y_train": y_tr,
+        "description": "Wine cultivar (scikit-learn's bundled wine data), a linear SVM.",
+    }, X_te, y_te)
+
+
+BUILDERS = [churn, diabetes, triage, digits8, tags, cultivar]

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from service import tensors
 from service.errors import InvalidInput
-from service.manifest import Manifest, Task
+from service.manifest import Manifest, RawOutput, Task
 from service.model import LoadedModel
 from service.protocols.common import (
     Services,
@@ -34,7 +34,7 @@ router = APIRouter(tags=["TF-Serving REST"])
 _DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int64": "DT_INT64",
            "string": "DT_STRING", "bool": "DT_BOOL", "uint8": "DT_UINT8"}
 _DTYPE_OF_WIRE = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "BOOL": "bool",
-                  "BYTES": "string"}
+                  "BYTES": "string", "UINT8": "uint8"}
 
 
 def parse_version(raw: str | None) -> int | None:
@@ -139,31 +139,13 @@ def serving_facts(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def input_tensors(model: LoadedModel) -> list[dict[str, Any]]:
-    """The model's inputs as tensors: each input whole, or, when its features differ
-    in dtype, one tensor per feature."""
-    out: list[dict[str, Any]] = []
-    for inp in model.signature.inputs:
-        datatype = inp.v2_datatype()
-        if inp.tabular and datatype is None:
-            out.extend({"name": f.name, "dtype": _DTYPE_OF_WIRE[f.wire], "shape": [-1]}
-                       for f in inp.features)
-        elif inp.tabular:
-            out.append({"name": inp.name, "dtype": _DTYPE_OF_WIRE[datatype],
-                        "shape": [-1, *inp.sample_shape]})
-        else:
-            out.append({"name": inp.name, "dtype": inp.dtype.name,
-                        "shape": [-1, *inp.sample_shape]})
-    return out
-
-
 async def _metadata(request: Request, name: str, version: str | None,
                     label: str | None = None) -> Response:
     model = resolve(services(request), name, version, label)
     m = model.manifest
     signature = {
-        "inputs": {t["name"]: _tensor_info(t["name"], t["dtype"], t["shape"])
-                   for t in input_tensors(model)},
+        "inputs": {name: _tensor_info(name, _DTYPE_OF_WIRE[datatype], shape)
+                   for name, datatype, shape in model.signature.tensors()},
         "outputs": {o.name: _tensor_info(o.name, o.dtype, o.shape) for o in m.outputs},
         "method_name": "tensorflow/serving/predict",
     }
@@ -291,6 +273,9 @@ async def _classify(request: Request, name: str, version: str | None,
                     label: str | None = None) -> Response:
     model, batch, svc = await _examples_batch(request, name, version, label,
                                               Task.CLASSIFICATION)
+    if model.manifest.raw_output is RawOutput.CLASS_INDEX:
+        raise InvalidInput(f"'{name}' gives a label without probabilities (the model has no "
+                           "predict_proba); use ':predict'.")
     proba = (await svc.inference.predict(model, batch))["probabilities"]
     labels = model.manifest.labels or []
     body: dict[str, Any] = {"results": [[[label, p] for label, p in zip(labels, row,

@@ -97,18 +97,7 @@ def _model_metadata(svc: Services, name: str, version: str | None) -> dict[str, 
 
 
 def input_metadata(sig: Signature) -> list[dict[str, Any]]:
-    """Each input as one tensor, or, when its features differ in dtype, one tensor per
-    feature."""
-    out: list[dict[str, Any]] = []
-    for inp in sig.inputs:
-        datatype = inp.v2_datatype()
-        if datatype is not None:
-            out.append({"name": inp.name, "datatype": datatype,
-                        "shape": [-1, *inp.sample_shape]})
-        else:
-            out.extend({"name": f.name, "datatype": f.wire, "shape": [-1]}
-                       for f in inp.features)
-    return out
+    return [{"name": n, "datatype": d, "shape": s} for n, d, s in sig.tensors()]
 
 
 def example_inputs(model: LoadedModel) -> list[dict[str, Any]]:
@@ -274,8 +263,9 @@ def _takes(sig: Signature) -> str:
     return "; ".join(parts)
 
 
-def _target(sig: Signature, name: str, where: str) -> tuple[str, set[str]]:
-    """What a tensor named ``name`` feeds, and the datatypes that can carry it."""
+def _target(sig: Signature, name: str, where: str) -> tuple[str, str, set[str]]:
+    """What a tensor named ``name`` feeds, its datatype in the model's metadata, and the
+    datatypes that can carry it."""
     inp = sig.by_name.get(name)
     if inp is not None:
         datatype = inp.v2_datatype()
@@ -285,10 +275,10 @@ def _target(sig: Signature, name: str, where: str) -> tuple[str, set[str]]:
                                + ", ".join(f"'{f.name}' ({f.wire})"
                                            for f in inp.features[:30]) + ".")
         what = "images" if not inp.tabular else f"input '{name}'"
-        return what, _CARRIERS[datatype]
+        return what, datatype, _CARRIERS[datatype]
     feature = sig.features.get(name)
     if feature is not None:
-        return f"feature '{name}'", _CARRIERS[feature.wire]
+        return f"feature '{name}'", feature.wire, _CARRIERS[feature.wire]
     raise InvalidInput(f"Unknown input {name[:40]!r} for {sig.model}; it takes {_takes(sig)}.",
                        [detail(f"inputs[{name[:40]}]", "unknown input")])
 
@@ -317,15 +307,14 @@ def _decode_tensor(sig: Signature, tensor: Any, i: int, binary: bytes,
         raise InvalidInput(f"{where}: datatype {str(datatype)[:20]!r} is not a V2 datatype. "
                            f"Valid datatypes: {', '.join(ALL_DATATYPES)}.",
                            [detail(where, "wrong datatype", got=str(datatype)[:20])])
-    what, carriers = _target(sig, name, where)
+    what, wire, carriers = _target(sig, name, where)
     if datatype not in carriers:
         want = "numbers" if carriers is _NUMBERS else (
             "true/false" if "BOOL" in carriers else "strings")
         send = ("any numeric datatype" if carriers is _NUMBERS else next(iter(carriers)))
         raise InvalidInput(f"{where}: datatype {datatype!r} is not accepted; {what} takes "
                            f"{want}. Send {send}.",
-                           [detail(where, "wrong datatype", expected=sorted(carriers)[:3],
-                                   got=datatype)])
+                           [detail(where, "wrong datatype", expected=wire, got=datatype)])
     count = math.prod(shape)  # exact Python ints: np.prod costs µs and can overflow
     params = _parameters(tensor, f"{where}.parameters")
     if "binary_data_size" in params:
@@ -344,7 +333,11 @@ def _decode_tensor(sig: Signature, tensor: Any, i: int, binary: bytes,
                                    f"{count * itemsize} bytes, binary_data_size says {size}.")
             raw = np.frombuffer(binary, dtype="u1" if datatype == "BOOL" else NUMERIC[datatype],
                                 count=count, offset=offset)
-            arr = raw.astype(bool) if datatype == "BOOL" else raw
+            if datatype == "BOOL":
+                if np.count_nonzero(raw > 1):
+                    raise InvalidInput(f"{where}: BOOL bytes must be 0 or 1.")
+                raw = raw.astype(bool)
+            arr = raw
         offset += size
     else:
         if "data" not in tensor:
@@ -364,6 +357,9 @@ def _decode_tensor(sig: Signature, tensor: Any, i: int, binary: bytes,
 
 def _bytes_elements(blob: bytes, count: int, where: str) -> np.ndarray:
     """Triton's BYTES encoding: each element a 4-byte little-endian length and its bytes."""
+    if count * 4 > len(blob):  # before allocating anything the shape claims
+        raise InvalidInput(f"{where}: {count} BYTES elements need at least {count * 4} bytes, "
+                           f"binary_data_size says {len(blob)}.")
     out = np.empty(count, dtype=object)
     pos = 0
     for k in range(count):
@@ -412,6 +408,13 @@ def _json_data(data: Any, where: str, datatype: str) -> np.ndarray:
             return arr.reshape(-1)  # nulls: allowed where the feature is nullable
         raise InvalidInput(f"{where}: 'data' must hold only numbers.",
                            [detail(where, "not a number")])
+    if datatype[0] in "IU":  # integers must be whole and fit the declared datatype
+        info = np.iinfo(NUMERIC[datatype])
+        if arr.dtype.kind == "f" and np.count_nonzero(np.floor(arr) != arr):
+            raise InvalidInput(f"{where}: {datatype} data must be whole numbers.")
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise InvalidInput(f"{where}: a value does not fit {datatype} "
+                               f"([{info.min}, {info.max}]).")
     return arr.reshape(-1)
 
 

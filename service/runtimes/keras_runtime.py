@@ -40,7 +40,7 @@ def _import() -> tuple[Any, Any]:
 def tensor_dtype(spec: InputSpec) -> str:
     """The dtype an input reaches the network in (publishing derives the features'
     dtype from the network's input, so a tabular input's features share one)."""
-    if spec.kind == "image":
+    if spec.dtype is not None:
         return str(spec.dtype)
     return (spec.features or [])[0].dtype
 

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.batch import Batch
 from service.errors import ApiError
 from service.integrity import describe_file
 from service.loader import load_version, read_manifest
@@ -65,6 +64,7 @@ from training.publishing.frameworks import (
     save_artifact,
 )
 from training.publishing.schema import (
+    MAX_CATEGORIES,
     UNSEEN,
     ImageNote,
     PublishError,
@@ -145,8 +145,7 @@ def publish(
                      has_target=target is not None)
     tgt = _target(target, facts.task, name)
     specs, train_data = _input_specs(model, facts, inputs, features, image)
-    if facts.framework is Framework.SKLEARN:
-        specs = _probe_unknown_categories(model, facts, specs, train_data)
+    specs = _probe_unknown_categories(model, facts, specs, train_data)
     reference = framework_runtime(model, facts.framework, specs, facts.raw_output)
     sig = Signature(name, specs, {o.name: o.dtype for o in _outputs(facts, tgt)})
 
@@ -283,8 +282,11 @@ def _input_specs(model: Any, facts: ModelFacts, inputs: Any, features: Any,
                                    f"the data has {frame.shape[1]} columns")
             if dtype not in _KERAS_FEATURE_DTYPES:
                 raise PublishError(f"Keras input {input_name!r} has dtype {dtype}")
-            specs.append(tabular_input(input_name, frame, notes, layout="array",
-                                       dtype=_KERAS_FEATURE_DTYPES[dtype]))
+            spec = tabular_input(input_name, frame, notes, layout="array",
+                                 dtype=_KERAS_FEATURE_DTYPES[dtype])
+            if _KERAS_FEATURE_DTYPES[dtype] != dtype:  # int32: values must fit it too
+                spec = spec.model_copy(update={"dtype": dtype})
+            specs.append(spec)
             data[input_name] = frame
         elif len(shape) in (2, 3) and (len(shape) == 2 or shape[2] in (1, 3, 4)):
             if dtype not in ("float32", "float64", "uint8"):
@@ -326,7 +328,10 @@ def _data(specs: list[InputSpec], data: Any, what: str) -> dict[str, Any]:
         if missing:
             raise PublishError(f"{what} lacks the features {missing[:10]}")
         for n in names:
-            out[n] = frame[n].to_numpy()
+            col = frame[n]
+            # pandas' nullable columns (Int64, boolean) hold pd.NA: a client sends null.
+            out[n] = (col.astype(object).where(col.notna(), None).to_numpy()
+                      if col.hasnans else col.to_numpy())
     return out
 
 
@@ -338,7 +343,10 @@ def _row(specs: list[InputSpec], data: dict[str, Any], i: int) -> dict[str, Any]
             out[spec.name] = np.asarray(data[spec.name][i]).tolist()
             continue
         for f in spec.features or []:
-            out[f.name] = _json_value(data[f.name][i])
+            value = _json_value(data[f.name][i])
+            if f.dtype == "int64" and isinstance(value, float) and value.is_integer():
+                value = int(value)  # an integer column given as floats (a float array)
+            out[f.name] = value
     return out
 
 
@@ -398,34 +406,64 @@ def _expected(reference: Runtime, facts: ModelFacts, sig: Signature,
 
 def _probe_unknown_categories(model: Any, facts: ModelFacts, specs: list[InputSpec],
                               data: dict[str, Any]) -> list[InputSpec]:
-    """For each categorical feature, whether the model answers for a value it never saw
-    (``handle_unknown='ignore'`` and the like: served with a warning) or raises (refused
-    with a 400 naming the known values)."""
-    spec = specs[0]
-    feats = spec.features or []
-    if not any(f.categories is not None for f in feats):
+    """For each categorical feature (a string or pandas category column, or an integer
+    column with few distinct values), whether the model answers for a value it never saw
+    (``handle_unknown='ignore'`` and the like: served with a warning) or raises (an
+    encoder or an embedding that knows only the training values: refused with a 400
+    naming them). An integer column the model takes any value of is a number."""
+    candidates: dict[tuple[int, str], list[Any]] = {}
+    for k, spec in enumerate(specs):
+        for f in spec.features or []:
+            if f.categories is not None:
+                candidates[(k, f.name)] = list(f.categories)
+            elif f.dtype == "int64":
+                seen = pd.Series(data[spec.name][f.name]).dropna().unique()
+                if len(seen) <= MAX_CATEGORIES:
+                    candidates[(k, f.name)] = sorted(int(v) for v in seen)
+    if not candidates:
         return specs
-    frame = data[spec.name]
-    lenient = spec.model_copy(update={"features": [
-        f.model_copy(update={"unknown_categories": "warn"}) for f in feats]})
-    runtime = framework_runtime(model, facts.framework, [lenient], facts.raw_output)
-    sig = Signature("probe", [lenient])
-    base = {f.name: [_json_value(v) for v in frame[f.name].to_numpy()[:1]] for f in feats}
-    updated = []
-    for f in feats:
-        if f.categories is None:
-            updated.append(f)
-            continue
-        unseen: Any = UNSEEN if f.dtype == "string" else max(f.categories or [0]) + 1
-        batch: Batch = from_columns(sig, {**base, f.name: [unseen]}, 1)
+    lenient = [s.model_copy(update={"features": [
+        f.model_copy(update={"categories": candidates.get((k, f.name), f.categories),
+                             "unknown_categories": "warn" if (k, f.name) in candidates
+                             else f.unknown_categories})
+        for f in s.features]}) if s.features else s for k, s in enumerate(specs)]
+    runtime = framework_runtime(model, facts.framework, lenient, facts.raw_output)
+    sig = Signature("probe", lenient)
+    base: dict[str, Any] = {}
+    for spec in specs:
+        if spec.kind == "image":
+            base[spec.name] = np.asarray(data[spec.name])[:1]
+        else:
+            frame = data[spec.name]
+            base.update({n: [_json_value(frame[n].to_numpy()[0])] for n in spec.feature_names})
+
+    def answers(name: str, value: Any) -> bool:
         try:
-            out = np.asarray(runtime.raw(batch), dtype=np.float64)
-            handled = bool(np.isfinite(out).all())
+            out = runtime.raw(from_columns(sig, {**base, name: [value]}, 1))
+            return bool(np.isfinite(np.asarray(out, dtype=np.float64)).all())
         except Exception:
-            handled = False
-        updated.append(f.model_copy(update={"unknown_categories": "warn" if handled
-                                            else "error"}))
-    return [spec.model_copy(update={"features": updated})]
+            return False
+
+    updated = []
+    for k, spec in enumerate(specs):
+        feats = []
+        for f in spec.features or []:
+            known = candidates.get((k, f.name))
+            if known is None:
+                feats.append(f)
+            elif f.dtype == "string":
+                handled = answers(f.name, UNSEEN)
+                feats.append(f.model_copy(update={"unknown_categories": "warn" if handled
+                                                  else "error"}))
+            else:  # an integer: near the seen values and far from them
+                handled = all(answers(f.name, v) for v in (max(known) + 1, 2**31 - 1))
+                given = f.categories is not None
+                feats.append(f.model_copy(update={
+                    "categories": known if given or not handled else None,
+                    "unknown_categories": ("warn" if handled else "error")
+                    if given or not handled else None}))
+        updated.append(spec.model_copy(update={"features": feats}) if spec.features else spec)
+    return updated
 
 
 # --- held-out evaluation --------------------------------------------------------------------

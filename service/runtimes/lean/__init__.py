@@ -120,7 +120,7 @@ def probe_batch(manifest: Manifest, rows: int = PROBE_ROWS) -> Batch:
         probe = np.concatenate([samples, near, drawn])
     else:
         assert spec.image is not None
-        lo_v, hi_v = spec.image.value_min, spec.image.value_max
+        lo_v, hi_v = sorted((spec.image.value_min, spec.image.value_max))
         drawn = rng.uniform(lo_v, hi_v, size=(rows // 8, *shape))
         probe = np.concatenate([samples.reshape(-1, *shape), drawn])
     return Batch.of({spec.name: probe.reshape(-1, *shape).astype(sig.inputs[0].dtype)})
