@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
+from service import ink
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.manifest import InputSpec
 
@@ -62,46 +65,65 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
     return img
 
 
-def ink(img: Image.Image) -> np.ndarray:
-    """Ink intensity in [0, 1] (1 = full ink), whatever the colour mode and polarity."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
-        alpha = rgba[..., 3]
-        if alpha.min() < 0.5 < alpha.max():
-            # Strokes drawn on a transparent canvas: opacity is the ink.
-            return alpha
-    gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > 0.5:
-        gray = 1.0 - gray  # dark ink on a light background
-        background = 1.0 - background
-    # Remove the background level (paper grey, JPEG noise) and stretch the ink to 1.
-    gray = np.clip(gray - background, 0.0, None)
-    peak = float(gray.max())
-    return gray / peak if peak > 0 else gray
+@dataclass
+class Prepared:
+    """An image input made from a picture, and what the service should tell the client
+    about how it was found."""
+
+    pixels: np.ndarray
+    notes: list[str] = field(default_factory=list)
 
 
-def to_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
+def prepare(img: Image.Image, spec: InputSpec) -> Prepared:
     """One sample of ``spec`` (an image input), shaped ``spec.shape[1:]``, in its dtype."""
     image = spec.image
     assert image is not None
     h, w, c = image.height, image.width, image.channels
     pre = image.preprocessing
+    notes: list[str] = []
     if pre.mode == "ink":
+        found = ink.find(img)
+        if found.marks:
+            notes.append(f"{found.marks} other mark(s) of similar size were found; the "
+                         "largest was taken as the digit")
         box = pre.box or max(1, round(min(h, w) * 20 / 28))
-        level = frame_ink(ink(img), h, w, box, pre.centre)[..., None].repeat(c, axis=-1)
+        levels = found.levels
+        if pre.stroke is not None:
+            levels = _normal_strokes(levels, found.stroke_width, pre.stroke)
+        level = frame_ink(levels, h, w, box, pre.centre)[..., None].repeat(c, axis=-1)
+        lo, hi = image.value_min, image.value_max  # ink level -> background .. ink values
     else:
         mode = "L" if c == 1 else ("RGBA" if c == 4 else "RGB")
         resized = img.convert(mode).resize((w, h), Image.Resampling.LANCZOS)
         level = np.asarray(resized, dtype=np.float32).reshape(h, w, c) / 255.0
-    if pre.mode == "ink":  # ink level -> background .. ink values
-        lo, hi = image.value_min, image.value_max
-    else:  # the picture as it is: black .. white onto the input's value range
+        # The picture as it is: black .. white onto the input's value range.
         lo, hi = sorted((image.value_min, image.value_max))
     out = lo + level * (hi - lo)
     out = np.clip(out, min(lo, hi), max(lo, hi)).reshape(spec.shape[1:])
-    return out.astype(spec.dtype or np.float32)
+    return Prepared(out.astype(spec.dtype or np.float32), notes)
+
+
+def to_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
+    return prepare(img, spec).pixels
+
+
+def _normal_strokes(levels: np.ndarray, width: float, stroke: list[float]) -> np.ndarray:
+    """Strokes outside the training images' range of widths (relative to the digit's
+    size: a fine-liner, a thin drawing-pad brush, a marker) brought to their median."""
+    low, median, high = stroke
+    size = max(levels.shape)
+    ratio = width / size
+    radius = round(abs(median * size - width) / 2)
+    if ratio < low and radius >= 1:
+        return ndimage.grey_dilation(levels, footprint=_disk(radius))
+    if ratio > high and radius >= 1:
+        return ndimage.grey_erosion(levels, footprint=_disk(radius))
+    return levels
+
+
+def _disk(radius: int) -> np.ndarray:
+    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+    return x * x + y * y <= radius * radius
 
 
 def frame_ink(a: np.ndarray, h: int, w: int, box: int, centre: str) -> np.ndarray:

@@ -150,6 +150,11 @@ class ImagePreprocessing(_Strict):
     mode: Literal["ink", "resize"] = "resize"
     box: int | None = Field(None, gt=0)
     centre: Literal["mass", "box"] = "mass"
+    stroke: list[float] | None = Field(
+        None, min_length=3, max_length=3,
+        description="ink mode: the stroke width relative to the digit's size in the training "
+                    "images (5th percentile, median, 95th percentile); an upload's strokes "
+                    "outside that range (a fine-liner, a marker) are brought to the median.")
 
 
 class ImageSpec(_Strict):

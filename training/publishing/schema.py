@@ -167,6 +167,23 @@ def feature_dtype(col: pd.Series) -> str:
 # --- images ---------------------------------------------------------------------------------
 
 
+def stroke_range(images: np.ndarray, background: float, ink: float,
+                 limit: int = 2000) -> list[float] | None:
+    """5th percentile, median and 95th percentile of the training images' stroke width
+    relative to their digit's size (``service.ink.stroke_ratio``)."""
+    from service.ink import stroke_ratio
+
+    span = ink - background
+    if span == 0:
+        return None
+    ratios = [r for img in images[:limit]
+              if (r := stroke_ratio((np.asarray(img, np.float32) - background) / span))
+              is not None]
+    if not ratios:
+        return None
+    return [round(float(v), 4) for v in np.percentile(ratios, [5, 50, 95])]
+
+
 def image_input(name: str, images: Any, shape: tuple[int, ...], note: ImageNote,
                 dtype: str) -> InputSpec:
     """An image input ``[-1, h, w]`` or ``[-1, h, w, c]`` from its training images."""
@@ -186,11 +203,14 @@ def image_input(name: str, images: Any, shape: tuple[int, ...], note: ImageNote,
         light = float(arr.mean()) < (lo + hi) / 2
         foreground = note.foreground or ("light-on-dark" if light else "dark-on-light")
         background, ink = (lo, hi) if foreground == "light-on-dark" else (hi, lo)
+    preprocessing = dict(note.preprocessing)
+    if preprocessing.get("mode") == "ink" and "stroke" not in preprocessing:
+        preprocessing["stroke"] = stroke_range(arr, background, ink)
     spec = ImageSpec(
         height=h, width=w, channels=c, value_min=background, value_max=ink,
         foreground=foreground,  # type: ignore[arg-type]
         description=note.description or f"{h}x{w} image, {c} channel(s), values from "
                                           f"{background:g} (background) to {ink:g} (ink).",
-        preprocessing=ImagePreprocessing(**note.preprocessing))
+        preprocessing=ImagePreprocessing(**preprocessing))
     return InputSpec(name=name, kind="image", shape=[-1, *shape], dtype=dtype,  # type: ignore[arg-type]
                      image=spec)
