@@ -7,12 +7,16 @@ written to files because wrk's Lua reads them from disk (binary-safe).
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 JSON = "Content-Type: application/json"
 
@@ -86,8 +90,27 @@ def build(models: Path, batch_rows: int = 256, batch_images: int = 64) -> dict[s
         Payload("digits64_v2_binary", binary_batch,
                 ("Content-Type: application/octet-stream",
                  f"Inference-Header-Content-Length: {batch_header_len}"), batch_images),
+        Payload("digits_photo", photo(digit), ("Content-Type: image/png",), 1),
     ]
     return {p.key: p for p in payloads}
+
+
+def photo(image: list[list[float]]) -> bytes:
+    """The digit as a phone photo of a ruled page would give it: dark ink at 150 px on a
+    480x360 page, light falling off across it, faint blue lines, sensor noise (PNG)."""
+    rng = np.random.default_rng(0)
+    digit = np.clip(np.asarray(image, dtype=np.float32), 0, 255).astype(np.uint8)
+    cover = np.asarray(Image.fromarray(digit).resize((150, 150), Image.Resampling.BICUBIC),
+                       dtype=np.float32) / 255.0
+    h, w = 360, 480
+    page = np.ones((h, w, 3), dtype=np.float32)
+    page[::30] = (0.8, 0.86, 0.95)
+    page[100:250, 170:320] *= 1 - 0.88 * cover[..., None]
+    page *= (0.6 + 0.4 * np.arange(w) / w)[None, :, None]
+    page += rng.normal(0, 0.03, page.shape)
+    out = io.BytesIO()
+    Image.fromarray((np.clip(page, 0, 1) * 255).astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
 
 
 def _v2_json_image(name: str, images: list[list[list[float]]]) -> bytes:

@@ -175,6 +175,15 @@ def markdown(results: dict[str, Any], targets: list[Target],
         out += _table(["Request", "body bytes", "c", "req/s", "p50 ms", "p99 ms", "errors",
                        "req/s vs V2 JSON"], rows)
         out.append("")
+    cost = results.get("image_cost")
+    if cost:
+        cnn = cost.get("cnn_call_ms")
+        share = (f"; the CNN's own call for one image: {cnn:.2f} ms, so preprocessing is "
+                 f"{cost['preprocess_ms'] / cnn:.1f}x the model call" if cnn else "")
+        out += [f"A phone photo (the digit at 150 px on a ruled, unevenly lit 480x360 PNG), "
+                f"timed in the service's own code: decoding {cost['decode_ms']:.2f} ms, "
+                f"preprocessing (paper, ink, lines, framing) {cost['preprocess_ms']:.2f} ms"
+                f"{share} (digits v{cost['digits_version']}).", ""]
 
     rows = []
     for t in (t for t in targets if t.section == "batch"):

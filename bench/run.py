@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import sys
 import time
 import urllib.error
@@ -257,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             for proc in running.values():
                 proc.remember_tree()
 
+        if "ours" in ports and "digits_photo" in bodies:
+            results["image_cost"] = image_cost(ports["ours"], bodies["digits_photo"].body)
         for name, proc in running.items():
             results["servers"][name]["memory"] = asdict(procs.tree_memory(proc.pid))
         results["machine"]["loadavg_at_end"] = machine.loadavg()
@@ -301,6 +304,37 @@ def measure(target: Target, conc: int, port: int, bodies: dict[str, payloads.Pay
     # one request's latency under load records nothing: slow targets set a minimum.
     return wrk.run(url, body_files[target.payload], payload.headers, concurrency=conc,
                    seconds=max(args.duration, target.min_seconds), cpus=cpus)
+
+
+def image_cost(port: int, png: bytes, repeat: int = 50) -> dict[str, float]:
+    """One phone photo's cost, split: decoding and preprocessing it (the service's own
+    code, timed here in this process) against the digits CNN's call for one image (as the
+    server measured it at warm-up)."""
+    from service import images
+    from service.loader import read_manifest
+
+    version = _latest_digits(port)
+    with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/v1/models/digits/versions/{version}/metadata") as r:
+        serving = json.loads(r.read())["modelserve"]["serving"]
+    spec = read_manifest(REPO / "models" / "digits" / str(version)).inputs[0]
+    decode, prepare = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        img = images.decode(png, max_pixels=16_000_000)
+        t1 = time.perf_counter()
+        images.prepare(img, spec)
+        decode.append(t1 - t0)
+        prepare.append(time.perf_counter() - t1)
+    return {"digits_version": version,
+            "decode_ms": round(statistics.median(decode) * 1000, 3),
+            "preprocess_ms": round(statistics.median(prepare) * 1000, 3),
+            "cnn_call_ms": serving["warmup_call_ms"].get("1")}
+
+
+def _latest_digits(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/digits") as r:
+        return int(json.loads(r.read())["model_version_status"][0]["version"])
 
 
 def parse_batch(spec: str) -> tuple[int, float]:

@@ -182,12 +182,15 @@ TARGETS: list[Target] = [
            "/v2/models/housing/infer", "housing_v2", C),
     # Our service only: protocol overhead for 28x28 images, and batched rows. One image
     # on the latest version (the CNN, whose ~0.5 ms per image dominates), and 64 images
-    # on v1 (the MLP, ~5 us per image) where decoding the body is most of the work.
-    Target("digits-v2-binary", "ours", "digits v2 CNN, 1 image, V2 binary (Triton)",
-           "/v2/models/digits/infer", "digits_v2_binary", (8,), "digits"),
-    Target("digits-v2-json", "ours", "digits v2 CNN, 1 image, V2 JSON",
+    # on v1 (the MLP, ~5 us per image) where decoding the body is most of the work. The
+    # same digit as a phone photo (a PNG to decode and preprocess) beside its tensor.
+    Target("digits-v2-binary", "ours", "digits CNN (latest), 1 image, V2 binary (Triton)",
+           "/v2/models/digits/infer", "digits_v2_binary", (1, 8), "digits"),
+    Target("digits-photo", "ours", "digits CNN (latest), 1 phone photo PNG, :predict_image",
+           "/v1/models/digits:predict_image", "digits_photo", (1, 8), "digits"),
+    Target("digits-v2-json", "ours", "digits CNN (latest), 1 image, V2 JSON",
            "/v2/models/digits/infer", "digits_v2_json", (8,), "digits"),
-    Target("digits-tfs", "ours", "digits v2 CNN, 1 image, TF-Serving JSON",
+    Target("digits-tfs", "ours", "digits CNN (latest), 1 image, TF-Serving JSON",
            "/v1/models/digits:predict", "digits_tfs", (8,), "digits"),
     Target("digits64-v2-binary", "ours", "digits v1 MLP, 64 images, V2 binary (Triton)",
            "/v2/models/digits/versions/1/infer", "digits64_v2_binary", (8,), "digits"),

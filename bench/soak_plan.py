@@ -247,13 +247,15 @@ class _Version:
 
 
 def _load(models: Path, name: str, version: int) -> _Version:
-    manifest = json.loads((models / name / str(version) / "manifest.json").read_text())
-    features = manifest["inputs"].get("features")
-    samples = [(s["inputs"], Expected(version, s["expected"].get("class_id"),
-                                      s["expected"].get("value")))
-               for s in manifest["samples"]]
-    return _Version(name, version, [f["name"] for f in features] if features else None,
-                    samples)
+    from service.loader import read_manifest  # any schema version, as the service reads it
+
+    manifest = read_manifest(models / name / str(version))
+    (spec,) = manifest.inputs
+    features = spec.feature_names or None
+    samples = [([s.inputs[f] for f in features] if features else s.inputs[spec.name],
+                Expected(version, s.expected.get("class_id"), s.expected.get("value")))
+               for s in manifest.samples]
+    return _Version(name, version, features, samples)
 
 
 def _png(image: list[list[float]], size: int = 112) -> bytes:

@@ -26,6 +26,9 @@ from service.manifest import InputSpec
 FORMATS = {"PNG", "JPEG"}
 MAX_ASPECT = 50  # a 20000x1 strip holds no digit
 _INK_THRESHOLD = 0.2  # fraction of full ink that counts as part of the digit
+# Uploads are never looked at in more detail than this (service/ink.py works at 384 px);
+# large JPEGs are decoded at a reduced scale no smaller than it.
+DECODE_SIZE = 768
 
 
 def decode(data: bytes, *, max_pixels: int) -> Image.Image:
@@ -48,6 +51,10 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
                 raise InvalidInput(f"The image is {w}x{h} pixels: too narrow to hold a digit "
                                    f"(the longer side may be at most {MAX_ASPECT} times the "
                                    "shorter).")
+            if img.format == "JPEG" and min(w, h) > 2 * DECODE_SIZE:
+                # A phone photo: JPEG can decode at 1/2, 1/4 or 1/8 scale directly, far
+                # cheaper than decoding 12 megapixels to shrink them afterwards.
+                img.draft(img.mode, (DECODE_SIZE, DECODE_SIZE))
             if getattr(img, "n_frames", 1) > 1:
                 raise InvalidInput("Animated images are not accepted; send a single frame.")
             img.load()

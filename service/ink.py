@@ -27,8 +27,10 @@ from scipy import ndimage
 from service.errors import InvalidInput
 
 DETAIL_SIZE = 384       # longer side at which the digit's strokes are measured
+REGION_SIZE = 160       # longer side of the digit's region as measured
 SCAN_SIZE = 128         # longer side at which the picture is searched for the digit
-MIN_CONTRAST = 0.12     # strongest mark below this (relative to the paper): no ink at all
+MIN_CONTRAST = 0.2      # strongest mark below this (relative to the paper): no ink at all
+MIN_DIGIT_PIXELS = 8    # a mark smaller than this (at the detail size) is a speck
 INK_FRACTION = 0.4      # a pixel is ink from this fraction of the strongest stroke's level
 
 
@@ -58,15 +60,32 @@ def find(img: Image.Image) -> Ink:
     fy, fx = scan.shape[0] / gray.shape[0], scan.shape[1] / gray.shape[1]
 
     def detail(t: int, b: int, lft: int, r: int) -> np.ndarray:
-        """Ink levels of a region of the detail picture (the paper estimate is smooth:
-        interpolated from the scan's)."""
-        ys = np.clip((np.arange(t, b) + 0.5) * fy - 0.5, 0, scan.shape[0] - 1)
-        xs = np.clip((np.arange(lft, r) + 0.5) * fx - 0.5, 0, scan.shape[1] - 1)
-        region_paper = ndimage.map_coordinates(paper, np.meshgrid(ys, xs, indexing="ij"),
-                                               order=1)
-        return _relative(gray[t:b, lft:r], region_paper)
+        """Ink levels of a region of the detail picture, at most REGION_SIZE across
+        (several times the model's own box: enough to measure strokes by). The paper
+        estimate is smooth: interpolated from the scan's."""
+        region = gray[t:b, lft:r]
+        shape = _fit(region.shape, REGION_SIZE)
+        ys = t + (np.arange(shape[0]) + 0.5) * (b - t) / shape[0]
+        xs = lft + (np.arange(shape[1]) + 0.5) * (r - lft) / shape[1]
+        region = _resize(np.ascontiguousarray(region), shape, Image.Resampling.BOX)
+        rows, cols = _lerp(ys * fy - 0.5, scan.shape[0]), _lerp(xs * fx - 0.5, scan.shape[1])
+        return _relative(region, rows @ paper @ cols.T)
 
     return _digit(_relative(scan, paper), detail, gray.shape)
+
+
+def _lerp(at: np.ndarray, n: int) -> np.ndarray:
+    """Weights of linear interpolation at positions ``at`` among ``n`` samples, as a
+    matrix: bilinear resampling of a region is then two small matrix products."""
+    at = np.clip(at, 0, n - 1)
+    low = np.minimum(np.floor(at).astype(int), n - 2) if n > 1 else np.zeros(len(at), int)
+    frac = (at - low).astype(np.float32)
+    out = np.zeros((len(at), n), dtype=np.float32)
+    rows = np.arange(len(at))
+    out[rows, low] = 1 - frac
+    if n > 1:
+        out[rows, low + 1] += frac
+    return out
 
 
 def _canvas_alpha(img: Image.Image) -> np.ndarray | None:
@@ -103,7 +122,7 @@ def _resize(a: np.ndarray, shape: tuple[int, int], method: Image.Resampling) -> 
 def _dark_ink(gray: np.ndarray) -> bool:
     """Paper covers most of the picture: dark ink when most of it is light. Close to
     mid-grey, the side with the longer tail of outlying pixels is the ink."""
-    median = float(np.median(gray))
+    median = float(np.median(gray[::2, ::2]))
     if 0.35 < median < 0.65:
         lo, hi = np.percentile(gray, [0.5, 99.5])
         return median - lo >= hi - median
@@ -136,9 +155,19 @@ def _marks(level: np.ndarray, ruled: bool | None) -> tuple[np.ndarray, int, floa
     else whether to remove lines crossing the whole of ``level`` (the digit's box)."""
     smooth = ndimage.gaussian_filter(level, 0.8)
     peak = float(smooth.max())
+    floor = 0.0
+    if ruled is None:
+        # In the whole picture (mostly paper), ink must also stand out of the paper's
+        # grain and the sensor's noise: their level from the median absolute deviation.
+        sample = smooth[::2, ::2]
+        centre = float(np.median(sample))
+        noise = 1.4826 * float(np.median(np.abs(sample - centre)))
+        if peak < centre + 10 * noise:
+            raise InvalidInput("No digit found: the image is blank or has no contrast.")
+        floor = centre + 4 * noise
     if peak < MIN_CONTRAST:
         raise InvalidInput("No digit found: the image is blank or has no contrast.")
-    mask = smooth >= INK_FRACTION * peak
+    mask = smooth >= max(INK_FRACTION * peak, floor)
     if ruled is not False:
         lines = (_ruled_lines(mask, reach=0.6, least=2) if ruled is None
                  else _ruled_lines(mask, reach=0.9, least=1))
@@ -158,7 +187,12 @@ def _digit(scan: np.ndarray, detail: Callable[[int, int, int, int], np.ndarray],
     labels, n, _, ruled = _marks(scan, None)
     mass = np.bincount(labels.ravel(), weights=scan.ravel(), minlength=n + 1)[1:]
     boxes = ndimage.find_objects(labels)
-    keep, marks = _cluster(mass, boxes)
+    # Grain and noise make many small marks of about the same weight; a digit is one
+    # mark (or a few) far heavier than those.
+    grain = float(np.percentile(mass, 90)) if n >= 10 else 0.0
+    if n >= 10 and mass.max() < 8 * grain:
+        raise InvalidInput("No digit found: only paper grain and noise, no mark stands out.")
+    keep, marks = _cluster(mass, boxes, grain)
     member = np.zeros(n + 1, dtype=bool)
     member[keep + 1] = True
     top = min(boxes[k][0].start for k in keep)
@@ -185,8 +219,13 @@ def _digit(scan: np.ndarray, detail: Callable[[int, int, int, int], np.ndarray],
     chosen = own[fine]
     if not chosen.any():
         raise InvalidInput("No digit found: the image is blank or has no contrast.")
+    rows, cols = np.nonzero(chosen)
+    if max(np.ptp(rows), np.ptp(cols)) + 1 < MIN_DIGIT_PIXELS:
+        raise InvalidInput("No digit found: the only marks are specks too small to read; "
+                           "take the photo closer to the digit.")
     # The strokes' soft edges belong to the digit too (anti-aliasing, a blurred photo).
-    grown = ndimage.binary_dilation(chosen, iterations=max(2, round(0.04 * max(region.shape))))
+    reach = max(2, round(0.04 * max(region.shape)))
+    grown = ndimage.maximum_filter(chosen, size=2 * reach + 1)  # separable: linear time
     floor = 0.1 * peak
     ink = np.clip((region - floor) / max(peak - floor, 1e-6), 0.0, 1.0) * grown
     return Ink(ink.astype(np.float32), _stroke_width(chosen), marks)
@@ -224,10 +263,11 @@ def _ruled_lines(mask: np.ndarray, *, reach: float, least: int) -> np.ndarray | 
     return ndimage.binary_dilation(out, iterations=1) & mask
 
 
-def _cluster(mass: np.ndarray, boxes: list) -> tuple[np.ndarray, int]:
-    """The marks that make the digit: the heaviest, and every mark of some weight close
-    enough to it (a 5's flag, a pen lifted mid-stroke). Returns their indices, and how
-    many other marks of comparable weight there are (a second digit, a doodle)."""
+def _cluster(mass: np.ndarray, boxes: list, grain: float) -> tuple[np.ndarray, int]:
+    """The marks that make the digit: the heaviest, and every mark of some weight (more
+    than the grain's) close enough to it (a 5's flag, a pen lifted mid-stroke). Returns
+    their indices, and how many other marks of comparable weight there are (a second
+    digit, a doodle)."""
     seed = int(np.argmax(mass))
     chosen = {seed}
     box = _span(boxes[seed])
@@ -236,7 +276,7 @@ def _cluster(mass: np.ndarray, boxes: list) -> tuple[np.ndarray, int]:
         changed = False
         reach = 0.4 * max(box[1] - box[0], box[3] - box[2])
         for k, b in enumerate(boxes):
-            if k in chosen or mass[k] < 0.02 * mass[seed]:
+            if k in chosen or mass[k] < max(0.02 * mass[seed], 2 * grain):
                 continue
             other = _span(b)
             if _gap(box, other) <= reach:

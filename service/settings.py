@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         16_000_000, gt=0, description="Most pixels in an uploaded image (decompression bombs)."
     )
+    image_min_confidence: float = Field(
+        0.6, ge=0, le=1, description="An uploaded image whose likeliest class has a lower "
+                                     "probability is answered with a 'warnings' entry saying "
+                                     "the model is unsure."
+    )
     load_workers: int = Field(2, gt=0, description="Threads that load model versions at start.")
     inference_threads: int = Field(
         1, gt=0, description="Intra-op threads for TensorFlow and OpenMP per process."

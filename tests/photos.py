@@ -123,6 +123,14 @@ def photo(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes:
     """One picture of ``digit`` (an MNIST test image) under ``condition``."""
     if condition == "canvas":
         return _canvas(digit, rng)
+    chosen = {condition} if condition != "combined" else set(
+        rng.choice(["lighting", "noise", "rotation", "fineliner", "marker", "ruled", "jpeg",
+                    "colour"], size=3, replace=False))
+    return compose(digit, chosen, rng)
+
+
+def compose(digit: np.ndarray, chosen: set[str], rng: np.random.Generator) -> bytes:
+    """A picture of ``digit`` with every condition in ``chosen``."""
     height = int(rng.integers(300, 560))
     width = int(rng.integers(300, 560))
     sheet = Sheet(rng, height, width)
@@ -132,9 +140,7 @@ def photo(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes:
     thickness, angle = 0, 0.0
     fmt, quality = ("PNG", 95) if rng.random() < 0.5 else ("JPEG", 92)
     steps: list[Callable[[Sheet], None]] = []
-    chosen = {condition} if condition != "combined" else set(
-        rng.choice(["lighting", "noise", "rotation", "fineliner", "marker", "ruled", "jpeg",
-                    "colour"], size=3, replace=False))
+    chosen = set(chosen)
     if "fineliner" in chosen and "marker" in chosen:
         chosen.discard("marker")
     if "lighting" in chosen:
@@ -161,7 +167,7 @@ def photo(digit: np.ndarray, condition: str, rng: np.random.Generator) -> bytes:
     for step in steps:
         step(sheet)
     page = sheet.page
-    if condition == "dark-paper":  # chalk on a blackboard
+    if "dark-paper" in chosen:  # chalk on a blackboard
         page = 1.0 - page * rng.uniform(0.75, 0.95)
     return _encode(page, fmt, quality, mode="L" if rng.random() < 0.3 else "RGB")
 

@@ -1,10 +1,7 @@
 """digits: handwritten digit classifier on MNIST (Keras).
 
-Recipes: ``mlp`` (the reference Flatten-300-100-10), ``cnn`` (a small VGG-style
-CNN with augmentation layers that are active only in training) and ``robust`` (the same
-CNN trained on the training images plus an augmented copy of each: thinner and thicker
-strokes, rotation, elastic distortion, noise and specks; ``training/augment.py``), for
-digits photographed on paper or drawn on a screen. Both take raw
+Recipes: ``mlp`` (the reference Flatten-300-100-10) and ``cnn`` (a small VGG-style
+CNN with augmentation layers that are active only in training). Both take raw
 0-255 pixels; the scaling to [0, 1] is a Rescaling layer inside the model.
 Selection (early stopping) uses the last 10% of the training file; the score is on
 the official 10,000-image test set, which training never sees.
@@ -18,7 +15,7 @@ from training.common import SEED, TrainedModel
 from training.data import MNIST_FILES, DataDir, Split, load_mnist
 from training.publishing import ImageNote
 
-RECIPES = ("mlp", "cnn", "robust")
+RECIPES = ("mlp", "cnn")
 LABELS = [str(d) for d in range(10)]
 # MNIST's own framing, which :predict_image reproduces for uploads.
 MNIST_IMAGE = ImageNote(
@@ -77,13 +74,6 @@ HYPERPARAMETERS = {
             "batch_size": 64, "max_epochs": 24, "early_stopping_patience": 5,
             "validation_fraction": 0.1},
 }
-HYPERPARAMETERS["robust"] = {
-    **HYPERPARAMETERS["cnn"],
-    "augmented_copies": 1,
-    "augmentation": "per image: thinner (p .25) or thicker (p .25) strokes, rotation +-15 deg "
-                    "(p .6), elastic distortion alpha 20-34 sigma 4 (p .5), re-framed into "
-                    "20x20 by mass; then noise sd .03-.1 (p .3), specks (p .15)",
-}
 
 
 def split(recipe: str, data: DataDir, *, quick: bool = False) -> Split:
@@ -112,18 +102,6 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
     print(f"digits/{recipe}: {len(x_tr)} train, {len(x_val)} validation, "
           f"{len(s.x_test)} official test images", flush=True)
 
-    x_fit, y_fit = x_tr, y_tr
-    if recipe == "robust":
-        from training.augment import augment
-
-        rng = np.random.default_rng(SEED)
-        x_fit = np.concatenate([x_tr, augment(x_tr, rng)])
-        y_fit = np.concatenate([y_tr, y_tr])
-        order = rng.permutation(len(x_fit))
-        x_fit, y_fit = x_fit[order], y_fit[order]
-        hp["images_fitted_per_epoch"] = len(x_fit)
-        print(f"digits/{recipe}: {len(x_fit)} training images with the augmented copies",
-              flush=True)
     model = _mlp(keras) if recipe == "mlp" else _cnn(keras)
     optimizer = (keras.optimizers.SGD(hp["learning_rate"]) if recipe == "mlp"
                  else keras.optimizers.Adam(hp["learning_rate"]))
@@ -131,9 +109,9 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
                   metrics=["accuracy"])
     callbacks = [keras.callbacks.EarlyStopping(patience=hp["early_stopping_patience"],
                                                restore_best_weights=True)]
-    if recipe != "mlp":
+    if recipe == "cnn":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2))
-    history = model.fit(x_fit, y_fit, validation_data=(x_val, y_val), epochs=hp["max_epochs"],
+    history = model.fit(x_tr, y_tr, validation_data=(x_val, y_val), epochs=hp["max_epochs"],
                         batch_size=hp["batch_size"], callbacks=callbacks, verbose=2)
     hp["epochs_run"] = len(history.history["loss"])
     return TrainedModel(
@@ -141,12 +119,8 @@ def train(recipe: str, data: DataDir, *, quick: bool = False) -> TrainedModel:
         recipe=recipe,
         model=model,
         description="Handwritten digit classifier (0-9) for 28x28 MNIST-style grayscale images. "
-                    + {"mlp": "Reference multilayer perceptron.",
-                       "cnn": "Convolutional network trained with light augmentation.",
-                       "robust": "Convolutional network trained on the training images and "
-                                 "an augmented copy of each (thinner and thicker strokes, "
-                                 "rotation, elastic distortion, noise), for digits "
-                                 "photographed on paper or drawn on a screen."}[recipe],
+                    + ("Reference multilayer perceptron." if recipe == "mlp"
+                       else "Convolutional network trained with light augmentation."),
         inputs=x_tr, image=MNIST_IMAGE, X_test=s.x_test, y_test=s.y_test, y_train=y_tr,
         labels=LABELS,
         method="Trained on the MNIST training file (first 90%; early stopping on the last "

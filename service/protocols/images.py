@@ -93,7 +93,8 @@ async def _predict_image(request: Request, name: str, version: str | None,
     data, declared = await _image_bytes(request, svc.settings.max_image_bytes)
     img = images.decode(data, max_pixels=svc.settings.max_image_pixels)
     _check_declared(declared, img.format)
-    pixels = images.to_input(img, spec)
+    prepared = images.prepare(img, spec)
+    pixels = prepared.pixels
     out = await svc.inference.predict(model, Batch({spec.name: pixels[None]}, 1))
     body: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
     if "value" in out:
@@ -104,9 +105,34 @@ async def _predict_image(request: Request, name: str, version: str | None,
     if "probabilities" in out:
         body["probabilities"] = dict(zip(model.manifest.labels or [],
                                          out["probabilities"][0].tolist(), strict=True))
+    warnings = [{"message": note} for note in prepared.notes]
+    if "probabilities" in out:
+        top = float(out["probabilities"][0].max())
+        if top < _min_confidence(request, svc.settings.image_min_confidence):
+            warnings.append({
+                "message": f"low confidence: the likeliest class, '{body['label']}', has "
+                           f"probability {top:.2f}; the picture may not show one clear digit "
+                           "(try a closer, sharper photo of a single digit)",
+                "probability": round(top, 4)})
+    if warnings:
+        body["warnings"] = warnings
     if request.query_params.get("return_input") in ("1", "true"):
         body["input"] = pixels.round(1)
     return json_response(body)
+
+
+def _min_confidence(request: Request, default: float) -> float:
+    """``?min_confidence=0.9``: a client's own bar for the low-confidence warning."""
+    raw = request.query_params.get("min_confidence")
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"min_confidence must be a number from 0 to 1, got '{raw[:20]}'.")
+    return value
 
 
 @router.post("/v1/models/{name}:predict_image", summary="Classify an uploaded digit image",
