@@ -5,14 +5,16 @@ Photos of paper are lit unevenly, so no single grey level separates ink from pap
 The paper's own brightness is estimated at every point (a grey-level closing, wider
 than any pen stroke, removes the strokes and leaves the paper), and ink is measured
 against it: ``(paper - pixel) / paper``, which is the same for a stroke in the shade as
-in full light. Ink is then whatever reaches half of the strongest stroke's level; long,
-thin straight runs across the picture (ruled or squared paper) are dropped; and the
-digit is the largest connected mark together with the marks close to it, so specks,
-smudges and page edges are left out. Light ink on dark paper (chalk, a white pen) is
-the same with the picture inverted: whichever polarity has the stronger marks wins.
+in full light. Ink must stand out of the paper's grain and noise, and is whatever
+reaches 40% of the strongest stroke's level; two or more thin straight runs across the
+picture (ruled or squared paper) are dropped; and the digit is the heaviest mark
+together with the marks close to it, so specks, smudges and page edges are left out.
+Light ink on dark paper (chalk, a white pen) is the same with the picture inverted:
+paper covers most of the picture, so its side of grey says which.
 
-scipy.ndimage does the image work: separable grey-level morphology, labelling and
-distance transforms in C, a few milliseconds on the working size.
+The picture is searched at 128 px across; a digit smaller than 24 px there is looked at
+again, in its own region, at up to 384 px. scipy.ndimage does the image work (separable
+grey-level morphology and labelling in C): one to a few milliseconds per picture.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from service.errors import InvalidInput
 
 DETAIL_SIZE = 384       # longer side at which the digit's strokes are measured
 REGION_SIZE = 160       # longer side of the digit's region as measured
+SCAN_ENOUGH = 24        # a digit this large in the scan needs no second, finer look
 SCAN_SIZE = 128         # longer side at which the picture is searched for the digit
 MIN_CONTRAST = 0.2      # strongest mark below this (relative to the paper): no ink at all
 MIN_DIGIT_PIXELS = 8    # a mark smaller than this (at the detail size) is a speck
@@ -52,8 +55,11 @@ def find(img: Image.Image) -> Ink:
     if alpha is not None:
         scan = _resize(alpha, _fit(alpha.shape, SCAN_SIZE), Image.Resampling.BOX)
         return _digit(scan, lambda t, b, lft, r: alpha[t:b, lft:r], alpha.shape)
-    gray = _gray(img)
-    scan = _resize(gray, _fit(gray.shape, SCAN_SIZE), Image.Resampling.BOX)
+    luminance = _luminance(img)
+    gray = np.asarray(luminance, dtype=np.float32) / 255.0
+    size = _fit(gray.shape, SCAN_SIZE)
+    scan = np.asarray(luminance.resize(size[::-1], Image.Resampling.BOX),
+                      dtype=np.float32) / 255.0
     if not _dark_ink(scan):  # chalk or a white pen on dark paper: the same, inverted
         gray, scan = 1.0 - gray, 1.0 - scan
     paper = _paper(scan)
@@ -97,14 +103,14 @@ def _canvas_alpha(img: Image.Image) -> np.ndarray | None:
     return None
 
 
-def _gray(img: Image.Image) -> np.ndarray:
-    """Luminance in [0, 1], reduced by a whole factor (area averages: no aliasing) to at
-    most twice the detail size. Colour casts (yellowed paper, blue ink) need no special
+def _luminance(img: Image.Image) -> Image.Image:
+    """Luminance, reduced by a whole factor (area averages: no aliasing) to at most
+    twice the detail size. Colour casts (yellowed paper, blue ink) need no special
     handling: the paper estimate is per pixel."""
     factor = max(img.size) // DETAIL_SIZE
     if factor >= 2:
         img = img.reduce(factor)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    return img.convert("L")
 
 
 def _fit(shape: tuple[int, ...], longest: int) -> tuple[int, int]:
@@ -153,7 +159,8 @@ def _marks(level: np.ndarray, ruled: bool | None) -> tuple[np.ndarray, int, floa
     ruled). Smoothed a little first, so that a single noisy pixel is neither the peak
     nor a mark. ``ruled``: None to find out (the whole picture: at least two lines),
     else whether to remove lines crossing the whole of ``level`` (the digit's box)."""
-    smooth = ndimage.gaussian_filter(level, 0.8)
+    # (The scan is an area average already; the detail region gets a light blur.)
+    smooth = level if ruled is None else ndimage.gaussian_filter(level, 0.8)
     peak = float(smooth.max())
     floor = 0.0
     if ruled is None:
@@ -184,7 +191,7 @@ def _digit(scan: np.ndarray, detail: Callable[[int, int, int, int], np.ndarray],
            shape: tuple[int, ...]) -> Ink:
     """Find the digit's marks in ``scan``, then take its ink from ``detail`` (the ink
     levels of a region of the same picture at ``shape``, larger)."""
-    labels, n, _, ruled = _marks(scan, None)
+    labels, n, scan_peak, ruled = _marks(scan, None)
     mass = np.bincount(labels.ravel(), weights=scan.ravel(), minlength=n + 1)[1:]
     boxes = ndimage.find_objects(labels)
     # Grain and noise make many small marks of about the same weight; a digit is one
@@ -199,11 +206,36 @@ def _digit(scan: np.ndarray, detail: Callable[[int, int, int, int], np.ndarray],
     bottom = max(boxes[k][0].stop for k in keep)
     left = min(boxes[k][1].start for k in keep)
     right = max(boxes[k][1].stop for k in keep)
-    # The digit's box in the detail picture, with a margin for the strokes' faint edges
-    # (below the scan's threshold, still part of how the digit looks).
-    pad = max(1, round(0.1 * max(bottom - top, right - left)))
+    # The digit's box, with a margin for the strokes' faint edges (below the scan's
+    # threshold, still part of how the digit looks).
+    size = max(bottom - top, right - left)
+    pad = max(1, round(0.1 * size))
     top, bottom = max(0, top - pad), min(scan.shape[0], bottom + pad)
     left, right = max(0, left - pad), min(scan.shape[1], right + pad)
+    if size >= SCAN_ENOUGH:  # the scan already shows the digit in enough detail
+        region, peak = scan[top:bottom, left:right], scan_peak
+        chosen = member[labels[top:bottom, left:right]]
+    else:
+        region, peak, chosen = _in_detail(detail, shape, scan, labels, member, ruled,
+                                          (top, bottom, left, right))
+    rows, cols = np.nonzero(chosen)
+    if max(np.ptp(rows), np.ptp(cols)) + 1 < MIN_DIGIT_PIXELS:
+        raise InvalidInput("No digit found: the only marks are specks too small to read; "
+                           "take the photo closer to the digit.")
+    # The strokes' soft edges belong to the digit too (anti-aliasing, a blurred photo).
+    reach = max(2, round(0.04 * max(region.shape)))
+    grown = ndimage.maximum_filter(chosen, size=2 * reach + 1)  # separable: linear time
+    floor = 0.1 * peak
+    ink = np.clip((region - floor) / max(peak - floor, 1e-6), 0.0, 1.0) * grown
+    return Ink(ink.astype(np.float32), _stroke_width(chosen), marks)
+
+
+def _in_detail(detail: Callable[[int, int, int, int], np.ndarray], shape: tuple[int, ...],
+               scan: np.ndarray, labels: np.ndarray, member: np.ndarray, ruled: bool,
+               box: tuple[int, int, int, int]) -> tuple[np.ndarray, float, np.ndarray]:
+    """The digit's region at the detail size: (ink levels, peak, the digit's marks there:
+    those where the scan found it)."""
+    top, bottom, left, right = box
     fy, fx = shape[0] / scan.shape[0], shape[1] / scan.shape[1]
     t, b = int(top * fy), min(shape[0], int(np.ceil(bottom * fy)))
     lft, r = int(left * fx), min(shape[1], int(np.ceil(right * fx)))
@@ -219,16 +251,7 @@ def _digit(scan: np.ndarray, detail: Callable[[int, int, int, int], np.ndarray],
     chosen = own[fine]
     if not chosen.any():
         raise InvalidInput("No digit found: the image is blank or has no contrast.")
-    rows, cols = np.nonzero(chosen)
-    if max(np.ptp(rows), np.ptp(cols)) + 1 < MIN_DIGIT_PIXELS:
-        raise InvalidInput("No digit found: the only marks are specks too small to read; "
-                           "take the photo closer to the digit.")
-    # The strokes' soft edges belong to the digit too (anti-aliasing, a blurred photo).
-    reach = max(2, round(0.04 * max(region.shape)))
-    grown = ndimage.maximum_filter(chosen, size=2 * reach + 1)  # separable: linear time
-    floor = 0.1 * peak
-    ink = np.clip((region - floor) / max(peak - floor, 1e-6), 0.0, 1.0) * grown
-    return Ink(ink.astype(np.float32), _stroke_width(chosen), marks)
+    return region, peak, chosen
 
 
 def _ruled_lines(mask: np.ndarray, *, reach: float, least: int) -> np.ndarray | None:

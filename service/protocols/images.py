@@ -5,6 +5,7 @@ input (``service/images.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -91,9 +92,11 @@ async def _predict_image(request: Request, name: str, version: str | None,
         raise InvalidInput(f"'{name}' takes {kind}, not images; use ':predict'.")
     spec = inputs[0]
     data, declared = await _image_bytes(request, svc.settings.max_image_bytes)
-    img = images.decode(data, max_pixels=svc.settings.max_image_pixels)
+    # Decoding and preprocessing take milliseconds of CPU (Pillow and scipy release the
+    # GIL for most of it): on a thread, so the event loop keeps serving meanwhile.
+    img = await asyncio.to_thread(images.decode, data, max_pixels=svc.settings.max_image_pixels)
     _check_declared(declared, img.format)
-    prepared = images.prepare(img, spec)
+    prepared = await asyncio.to_thread(images.prepare, img, spec)
     pixels = prepared.pixels
     out = await svc.inference.predict(model, Batch({spec.name: pixels[None]}, 1))
     body: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
