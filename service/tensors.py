@@ -317,22 +317,25 @@ def _finish(inp: InputSig, arr: np.ndarray, field: str) -> np.ndarray:
                            [detail(field, "wrong shape", expected=[-1, *want],
                                    got=list(arr.shape))])
     if arr.dtype.kind == "f" and np.count_nonzero(np.isfinite(arr)) != arr.size:
-        i, *rest = np.argwhere(~np.isfinite(arr))[0]
-        where = f"{field}[{i}]" + (f" feature '{inp.features[int(rest[0])].name}'"
-                                   if inp.tabular else "".join(f"[{r}]" for r in rest))
-        raise InvalidInput(f"{where}: {_shown(arr[(i, *rest)])} is not a valid value; send "
-                           "finite numbers.", [detail(where, "not finite",
-                                                      got=_shown(arr[(i, *rest)]))])
+        where, value = _first_infinite(inp, arr, arr, field)
+        raise InvalidInput(f"{where}: {_shown(value)} is not a valid value; send finite "
+                           "numbers.", [detail(where, "not finite", got=_shown(value))])
     out = arr.astype(inp.dtype, copy=False)
     if out.dtype == np.float32 and out is not arr and np.count_nonzero(
             np.isfinite(out)) != out.size:
-        i, *rest = np.argwhere(~np.isfinite(out))[0]
-        where = f"{field}[{i}]" + (f" feature '{inp.features[int(rest[0])].name}'"
-                                   if inp.tabular else "".join(f"[{r}]" for r in rest))
-        raise InvalidInput(f"{where}: {arr[(i, *rest)]:g} is too large for the model's "
-                           "float32 input.", [detail(where, "out of range",
-                                                     got=float(arr[(i, *rest)]))])
+        where, value = _first_infinite(inp, out, arr, field)
+        raise InvalidInput(f"{where}: {value:g} is too large for the model's float32 input.",
+                           [detail(where, "out of range", got=float(value))])
     return out
+
+
+def _first_infinite(inp: InputSig, seen: np.ndarray, sent: np.ndarray,
+                    field: str) -> tuple[str, Any]:
+    """Where the first non-finite value of ``seen`` is, and the value ``sent`` there."""
+    i, *rest = np.argwhere(~np.isfinite(seen))[0]
+    where = f"{field}[{i}]" + (f" feature '{inp.features[int(rest[0])].name}'"
+                               if inp.tabular else "".join(f"[{r}]" for r in rest))
+    return where, sent[(i, *rest)]
 
 
 def _shape_message(inp: InputSig, shape: tuple[int, ...], field: str) -> str:

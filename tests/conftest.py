@@ -63,6 +63,7 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -117,14 +118,21 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    srv = Server(MODELS.resolve(), tmp_path_factory.mktemp("server"))
+@contextmanager
+def running(repository: Path, log_dir: Path, env: dict[str, str] | None = None):
+    """A server on ``repository``, settled, stopped on the way out."""
+    srv = Server(repository, log_dir, env)
     try:
         srv.wait_settled()
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    with running(MODELS.resolve(), tmp_path_factory.mktemp("server")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

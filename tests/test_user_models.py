@@ -32,7 +32,7 @@ from service.errors import ModelLoadError
 from service.loader import load_version, read_manifest
 from service.manifest import Task
 from tests import user_models
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, running
 from tests.test_fuzz import check
 from training.publishing import PublishError, evaluate
 
@@ -92,12 +92,8 @@ def _cli(*args: object) -> str:
 @pytest.fixture(scope="module")
 def user_server(published, tmp_path_factory):
     repo, _ = published
-    srv = Server(repo, tmp_path_factory.mktemp("user-server"))
-    try:
-        srv.wait_settled()
+    with running(repo, tmp_path_factory.mktemp("user-server")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
