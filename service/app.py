@@ -1,5 +1,6 @@
-"""Build the FastAPI app: load the repository at start-up, mount the protocol routers,
-and render every error as ``{"error": ...}``."""
+"""Build the service: the repository, the data plane over it, the FastAPI app with the
+protocol routers (errors rendered as ``{"error": ...}``), the HTTP gateway in front of
+it, and the gRPC server started and stopped with the app's lifespan."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, admission, lifecycle, openapi, security
-from service.errors import ApiError
-from service.fastlane import FastLane
+from service import __version__, lifecycle, openapi, security
+from service.dataplane import DataPlane
+from service.errors import INTERNAL, ApiError, http_body
 from service.inference import Inference
 from service.observability import logs, metrics
-from service.observability.middleware import ObservabilityMiddleware
 from service.protocols import health, images, repository_api, tfserving, v2
-from service.protocols.common import Services, json_response
+from service.protocols.common import json_response
+from service.protocols.gateway import Gateway
 from service.reloader import Reloader
 from service.repository import Repository
 from service.settings import Settings
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        svc: Services = app.state.services
+        svc: DataPlane = app.state.services
         loop = asyncio.get_running_loop()
         # The repository calls these from its own thread; batchers belong to the loop.
         svc.repository.on_unload.append(
@@ -73,8 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     repository = Repository(settings.repository, lean=settings.lean_runtimes,
                             warm_rows=(1, settings.batch_max_rows),
                             stalled_after_s=settings.incomplete_version_timeout_s)
-    app.state.services = Services(settings=settings, repository=repository,
-                                  inference=Inference(settings, repository.config))
+    app.state.services = DataPlane(settings, repository,
+                                   Inference(settings, repository.config))
     app.include_router(health.router)
     app.include_router(tfserving.router)
     app.include_router(v2.router)
@@ -87,17 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def create_asgi(settings: Settings | None = None) -> ObservabilityMiddleware:
-    """The app uvicorn serves: the prediction fast lane in front of FastAPI."""
+def create_asgi(settings: Settings | None = None) -> Gateway:
+    """The app uvicorn serves: the HTTP gateway in front of FastAPI."""
     settings = settings or Settings()
     configure_logging(settings)  # again in each worker process (replaces the handler)
     app = create_app(settings)
-    # Outermost, so it sees the fast lane's requests too: request id, metrics, access log.
-    # Access control inside it (refusals are logged and counted), in front of the fast
-    # lane; not there at all when no key is configured. Admission control before both:
-    # shedding load must cost as little as possible.
-    inner = admission.wrap(security.wrap(FastLane(app), settings), settings)
-    return ObservabilityMiddleware(inner, app.state.services, access_log=settings.access_log)
+    return Gateway(app, app.state.services, settings)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -107,7 +103,7 @@ def configure_logging(settings: Settings) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        return json_response(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return json_response(http_body(exc), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -131,5 +127,4 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return json_response({"error": "Internal server error; the server log has details."},
-                             status_code=500)
+        return json_response({"error": INTERNAL}, status_code=500)

@@ -29,27 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import ApiError
+from service.errors import InferenceFailed, Overloaded, TimedOut
 from service.observability import context
 
 log = logging.getLogger("modelserve.batching")
+
+__all__ = ["BatchPolicy", "Batcher", "InferenceFailed", "Outputs", "Overloaded", "TimedOut"]
 
 Outputs = dict[str, np.ndarray]
 # A request's rows: anything with len() that _merge can join (service.batch.Batch).
 Rows = Any
 Predict = Callable[[Rows], Outputs]
-
-
-class Overloaded(ApiError):
-    status_code = 503
-
-
-class TimedOut(ApiError):
-    status_code = 504
-
-
-class InferenceFailed(ApiError):
-    status_code = 500
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class Inference:
     def policy(self, model: LoadedModel) -> BatchPolicy:
         s = self.settings
         cfg = self._config_for(model.name).batching
-        max_rows = cfg.max_batch_rows or s.batch_max_rows
+        max_rows = cfg.max_rows or s.batch_max_rows
         execution = cfg.execution or s.execution
         if execution == "auto":
             # On the loop thread when even a full batch is short: a thread hand-off

@@ -5,7 +5,7 @@
   "version_policy": {"latest": {"num_versions": 2}},
   "labels": {"stable": 1, "canary": 2},
   "traffic": {"stable": 90, "canary": 10},
-  "batching": {"max_batch_rows": 32, "max_wait_ms": 1, "execution": "thread"}
+  "batching": {"max_rows": 32, "max_wait_ms": 1, "execution": "thread"}
 }
 ```
 
@@ -31,6 +31,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from service.errors import ConfigError
+
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 64 * 1024
 LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -41,11 +43,20 @@ class _Strict(BaseModel):
 
 
 class BatchingConfig(_Strict):
-    max_batch_rows: int | None = Field(None, gt=0, le=65536)
+    max_rows: int | None = Field(None, gt=0, le=65536)
     max_wait_ms: float | None = Field(None, ge=0, le=1000)
     max_queue_rows: int | None = Field(None, gt=0)
     timeout_ms: float | None = Field(None, gt=0)
     execution: Literal["auto", "inline", "thread"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: object) -> object:
+        # "max_batch_rows" was this field's first name; config.json files written with it
+        # keep working.
+        if isinstance(data, dict) and "max_batch_rows" in data and "max_rows" not in data:
+            data = {("max_rows" if k == "max_batch_rows" else k): v for k, v in data.items()}
+        return data
 
 
 class Latest(_Strict):
@@ -123,10 +134,6 @@ class ModelConfig(_Strict):
             version = int(key) if key.isdigit() else self.labels[key]
             out[version] = out.get(version, 0.0) + weight
         return out
-
-
-class ConfigError(Exception):
-    pass
 
 
 def read_model_config(model_dir: Path) -> ModelConfig:

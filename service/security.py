@@ -1,11 +1,13 @@
-"""Access control: API keys, admin keys and a per-key rate limit, as one pure-ASGI layer.
+"""Access control: API keys, admin keys and a per-key rate limit, for every protocol.
 
-It sits inside the observability middleware (so a refused request is still logged and
-counted) and in front of the prediction fast lane. When no key is configured it is not
-installed at all (``wrap`` returns the app unchanged); when keys are, a request costs a
-header scan, one SHA-256 and one dict lookup.
+The HTTP gateway (``service/protocols/gateway.py``) and the gRPC server's interceptor
+ask ``AccessControl.authorize`` before anything else runs (a refused request is still
+logged and counted). When no key is configured there is no checker at all
+(``access_control`` returns None); when keys are, a request costs a header scan, one
+SHA-256 and one dict lookup.
 
-- Credentials: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. Keys are looked
+- Credentials: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>`` (HTTP headers
+  or gRPC metadata). Keys are looked
   up by their SHA-256 digest, so comparing never short-cuts on the key's characters,
   and the key itself is neither kept nor logged, nor ever put in a response.
 - Paths: health probes, ``/metrics`` and the docs pages (``/docs``, ``/redoc``,
@@ -15,7 +17,8 @@ header scan, one SHA-256 and one dict lookup.
   API keys are configured, and is open otherwise.
 - 401 with ``WWW-Authenticate: Bearer`` for missing, malformed or unknown credentials;
   403 for a valid API key on a management endpoint; 429 with ``Retry-After`` when a
-  key's token bucket is empty (``rate_limit_per_s``; per process).
+  key's token bucket is empty (``rate_limit_per_s``; per process). Over gRPC:
+  UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
 
 Key files are re-read when they change (checked at most every 5 s, on a request), so
 keys can be rotated without a restart; a changed file that cannot be used (unreadable,
@@ -31,10 +34,8 @@ import os
 import time
 from pathlib import Path
 
-import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from service.observability.middleware import PROBES
+from service.errors import Forbidden, KeyConfigError, NotFound, RateLimited, Unauthenticated
+from service.observability.requests import PROBES
 from service.settings import Settings
 
 log = logging.getLogger("modelserve.security")
@@ -49,10 +50,6 @@ ADMIN_PREFIXES = ("/v2/repository/", "/admin/")
 
 ADMIN_OFF = ("Model management is off on this server: set MODELSERVE_ADMIN_KEYS or "
              "MODELSERVE_ADMIN_KEYS_FILE to enable /v2/repository/... and /admin/reload.")
-
-
-class KeyConfigError(ValueError):
-    """A configured key source cannot be used (the server refuses to start)."""
 
 
 def read_keys(inline: str, file: Path | None, what: str) -> list[str]:
@@ -86,14 +83,6 @@ def configured(settings: Settings) -> tuple[bool, bool]:
     admin = (bool(settings.admin_keys.get_secret_value().strip())
              or settings.admin_keys_file is not None)
     return api, admin
-
-
-def wrap(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """``app`` behind the access-control layer, or ``app`` itself when no key is set."""
-    api_on, admin_on = configured(settings)
-    if not (api_on or admin_on):
-        return app
-    return AccessControl(app, settings)
 
 
 def _roles(settings: Settings) -> dict[bytes, str]:
@@ -141,11 +130,13 @@ class TokenBuckets:
 
 
 class AccessControl:
+    """Decides, for one request's path kind and credentials, its role or its refusal.
+    The HTTP gateway and the gRPC interceptor both ask it (``authorize``)."""
+
     # Key files are checked for changes at most this often (rotation without restart).
     RECHECK_S = 5.0
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.roles = _roles(settings)  # a bad key source stops the start-up here
         self.require_api_key, self.admin_enabled = configured(settings)
@@ -170,50 +161,47 @@ class AccessControl:
         self.roles = roles
         log.info("key files changed: %d keys now valid", len(roles))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def authorize_http(self, path: str, headers: list[tuple[bytes, bytes]]) -> str:
+        """The role of an HTTP request ("" on an open path); raises the refusal."""
+        if path in OPEN_PATHS:
+            return ""
+        return self.authorize(path.startswith(ADMIN_PREFIXES), headers)
+
+    def authorize(self, admin: bool, headers: list[tuple[bytes, bytes]]) -> str:
+        """The role of a request for a management (``admin``) or a model endpoint, with
+        these headers (or gRPC metadata, names lower-case); raises the refusal: 404 for
+        management while no admin key is configured, 401 without a valid key, 403 for
+        an API key on management, 429 past the key's rate."""
         if time.monotonic() >= self._next_check:
             self._recheck_files()
-        path: str = scope["path"]
-        if path in OPEN_PATHS:
-            scope[ROLE_KEY] = ""
-            await self.app(scope, receive, send)
-            return
-        admin_path = path.startswith(ADMIN_PREFIXES)
-        if admin_path and not self.admin_enabled:
-            await _refuse(send, 404, ADMIN_OFF)
-            return
-        if not admin_path and not self.require_api_key:
-            scope[ROLE_KEY] = ""
-            await self.app(scope, receive, send)
-            return
-        key, problem = _credential(scope["headers"])
+        if admin and not self.admin_enabled:
+            raise NotFound(ADMIN_OFF)
+        if not admin and not self.require_api_key:
+            return ""
+        key, problem = _credential(headers)
         if key is None:
-            await _refuse(send, 401, problem, {"www-authenticate": "Bearer"})
-            return
+            raise Unauthenticated(problem, headers={"WWW-Authenticate": "Bearer"})
         who = digest(key)
         role = self.roles.get(who)
         if role is None:
-            await _refuse(send, 401, "The API key is not valid.",
-                          {"www-authenticate": 'Bearer error="invalid_token"'})
-            return
-        if admin_path and role != ADMIN:
-            await _refuse(send, 403, "This endpoint needs an admin key; the key given is an "
-                                     "API key for prediction and metadata only.")
-            return
+            raise Unauthenticated("The API key is not valid.",
+                                  headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if admin and role != ADMIN:
+            raise Forbidden("This endpoint needs an admin key; the key given is an API key "
+                            "for prediction and metadata only.")
         if self.buckets is not None:
             wait = self.buckets.take(who)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
-                await _refuse(send, 429, f"Rate limit exceeded for this key "
-                                         f"({self.buckets.rate:g} requests/s, burst "
-                                         f"{self.buckets.burst:g}); retry after {retry} s.",
-                              {"retry-after": str(retry)})
-                return
-        scope[ROLE_KEY] = role
-        await self.app(scope, receive, send)
+                raise RateLimited(f"Rate limit exceeded for this key ({self.buckets.rate:g} "
+                                  f"requests/s, burst {self.buckets.burst:g}); retry after "
+                                  f"{retry} s.", headers={"Retry-After": str(retry)})
+        return role
+
+
+def access_control(settings: Settings) -> AccessControl | None:
+    """The checker, or None when no key is configured (every endpoint open, no cost)."""
+    return AccessControl(settings) if any(configured(settings)) else None
 
 
 _USE = "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -238,14 +226,3 @@ def _credential(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, str]:
     if not token:
         return None, f"The Bearer token is empty; {_USE}."
     return token, ""
-
-
-async def _refuse(send: Send, status: int, message: str,
-                  headers: dict[str, str] | None = None) -> None:
-    body = orjson.dumps({"error": message})
-    raw = [(b"content-type", b"application/json"),
-           (b"content-length", str(len(body)).encode())]
-    if headers:
-        raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

@@ -6,10 +6,11 @@ Read from environment variables prefixed ``MODELSERVE_`` (e.g.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELSERVE_"
@@ -21,12 +22,20 @@ class Settings(BaseSettings):
     repository: Path = Field(Path("models"), description="Model repository: <name>/<version>/.")
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=0, le=65535, description="Port to bind.")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535, description="Port of the KServe V2 gRPC service, on the same "
+                                          "host (0: no gRPC)."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     max_body_bytes: int = Field(
         8 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above)."
     )
-    max_batch_rows: int = Field(
+    max_request_rows: int = Field(
         1024, gt=0, description="Most instances (rows or images) in one request (400 above)."
+    )
+    max_batch_rows: int | None = Field(
+        None, gt=0, description="Deprecated name of max_request_rows.",
+        json_schema_extra={"deprecated": True},
     )
     max_image_bytes: int = Field(
         5 * 1024 * 1024, gt=0, description="Largest uploaded image file accepted."
@@ -144,3 +153,16 @@ class Settings(BaseSettings):
                                 "from its first read; then 408 and the connection is closed "
                                 "(slowloris-style drip feeds)."
     )
+
+    @model_validator(mode="after")
+    def _deprecated_names(self) -> Settings:
+        if self.max_batch_rows is not None:
+            # Its name said "batch" but it capped a request; the batcher's size is
+            # batch_max_rows.
+            warnings.warn("MODELSERVE_MAX_BATCH_ROWS / --max-batch-rows is deprecated: it "
+                          "is the per-request cap, now named max_request_rows (the "
+                          "batcher's size is batch_max_rows).", FutureWarning,
+                          stacklevel=2)
+            self.max_request_rows = self.max_batch_rows
+            self.max_batch_rows = None
+        return self

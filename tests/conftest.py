@@ -68,7 +68,7 @@ from contextlib import contextmanager  # noqa: E402
 import httpx  # noqa: E402
 
 # Small limits so the limit tests need no huge payloads.
-TEST_LIMITS = {"MODELSERVE_MAX_BATCH_ROWS": "300", "MODELSERVE_MAX_BODY_BYTES": "3000000",
+TEST_LIMITS = {"MODELSERVE_MAX_REQUEST_ROWS": "300", "MODELSERVE_MAX_BODY_BYTES": "3000000",
                "MODELSERVE_MAX_IMAGE_PIXELS": "4000000"}
 
 

@@ -93,7 +93,7 @@ def test_non_finite_values(client, literal):
 def test_batch_limits(client):
     url = "/v1/models/wine-quality:predict"
     _error(client.post(url, json={"instances": []}), 400, "empty")
-    limit = int(TEST_LIMITS["MODELSERVE_MAX_BATCH_ROWS"])
+    limit = int(TEST_LIMITS["MODELSERVE_MAX_REQUEST_ROWS"])
     _error(client.post(url, json={"instances": [ROW] * (limit + 1)}), 400,
            f"holds {limit + 1} examples", f"maximum per request is {limit}")
 

@@ -1,11 +1,10 @@
-"""What every protocol router needs: bounded body reading, JSON in and out, and the
-objects the app shares (repository, settings, inference)."""
+"""What every HTTP protocol router needs: bounded body reading, JSON in and out, and the
+data plane the app shares."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -13,22 +12,15 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from service.errors import ApiError, InvalidInput, PayloadTooLarge
-from service.inference import Inference
-from service.repository import Repository
-from service.settings import Settings
+from service.dataplane import DataPlane
+from service.errors import InvalidInput, PayloadTooLarge, RequestTimeout
+
+# What the routers share: the data plane, with the settings, repository and inference
+# it holds.
+Services = DataPlane
 
 
-@dataclass
-class Services:
-    settings: Settings
-    repository: Repository
-    inference: Inference
-    # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
-    draining: bool = False
-
-
-def services(request: Request) -> Services:
+def services(request: Request) -> DataPlane:
     return request.app.state.services
 
 
@@ -70,10 +62,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     finally:
         _reading.pop(task, None)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class RequestTimeout(ApiError):
-    status_code = 408
 
 
 # Body reads in progress and their deadlines, enforced by one sweeper task per event loop

@@ -14,16 +14,10 @@ router = APIRouter(tags=["Health"])
 
 
 def _ready_response(request: Request) -> Response:
-    svc = services(request)
-    if svc.draining:  # SIGTERM received: load balancers should stop sending requests
-        return json_response({"ready": False, "error": "Not ready: shutting down."},
-                             status_code=503)
-    repo = svc.repository
-    if repo.ready:
+    ready, why = services(request).readiness()
+    if ready:
         return json_response({"ready": True})
-    reason = ("models are still loading" if not repo.settled
-              else "no model version could be loaded")
-    return json_response({"ready": False, "error": f"Not ready: {reason}."}, status_code=503)
+    return json_response({"ready": False, "error": why}, status_code=503)
 
 
 @router.get("/v2/health/live", summary="Server live (KServe V2)")

@@ -14,7 +14,9 @@ from starlette.datastructures import UploadFile
 
 from service import images
 from service.batch import Batch
+from service.dataplane import InferenceRequest
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.protocols import routes
 from service.protocols.common import json_response, read_body, services
 from service.protocols.tfserving import resolve
 
@@ -98,7 +100,7 @@ async def _predict_image(request: Request, name: str, version: str | None,
     _check_declared(declared, img.format)
     prepared = await asyncio.to_thread(images.prepare, img, spec)
     pixels = prepared.pixels
-    out = await svc.inference.predict(model, Batch({spec.name: pixels[None]}, 1))
+    out = (await svc.infer(InferenceRequest(model, Batch({spec.name: pixels[None]}, 1)))).outputs
     body: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
     if "value" in out:
         body["value"] = out["value"][0]
@@ -138,20 +140,4 @@ def _min_confidence(request: Request, default: float) -> float:
     return value
 
 
-@router.post("/v1/models/{name}:predict_image", summary="Classify an uploaded digit image",
-             openapi_extra=_IMAGE_DOC)
-async def predict_image(request: Request, name: str) -> Response:
-    return await _predict_image(request, name, None)
-
-
-@router.post("/v1/models/{name}/versions/{version}:predict_image",
-             summary="Classify an uploaded digit image (one version)", openapi_extra=_IMAGE_DOC)
-async def predict_image_version(request: Request, name: str, version: str) -> Response:
-    return await _predict_image(request, name, version)
-
-
-@router.post("/v1/models/{name}/labels/{label}:predict_image",
-             summary="Classify an uploaded digit image (labelled version)",
-             openapi_extra=_IMAGE_DOC)
-async def predict_image_label(request: Request, name: str, label: str) -> Response:
-    return await _predict_image(request, name, None, label)
+routes.serve("image", {"predict_image": _predict_image}, router, openapi_extra=_IMAGE_DOC)

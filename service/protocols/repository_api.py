@@ -25,16 +25,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.errors import ApiError, NotFound
+from service.errors import Forbidden, NotFound
 from service.protocols.common import Services, json_response, parse_json, read_body, services
 from service.repository import State
 from service.security import ADMIN, ADMIN_OFF, ROLE_KEY, configured
 
 router = APIRouter(tags=["Model repository (admin key)"])
-
-
-class Forbidden(ApiError):
-    status_code = 403
 
 
 def _admin(request: Request) -> Services:

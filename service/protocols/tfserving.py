@@ -16,9 +16,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service import tensors
+from service.dataplane import DataPlane, parse_version
 from service.errors import InvalidInput
 from service.manifest import Manifest, RawOutput, Task
 from service.model import LoadedModel
+from service.protocols import routes
 from service.protocols.common import (
     Services,
     json_response,
@@ -37,17 +39,9 @@ _DTYPE_OF_WIRE = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "BOOL"
                   "BYTES": "string", "UINT8": "uint8"}
 
 
-def parse_version(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) < 1:
-        raise InvalidInput(f"Version must be a positive integer, got '{raw[:20]}'.")
-    return int(raw)
-
-
-def resolve(svc: Services, name: str, version: str | None,
+def resolve(plane: DataPlane, name: str, version: str | None,
             label: str | None = None) -> LoadedModel:
-    return svc.repository.resolve(name, parse_version(version), label)
+    return plane.resolve(name, version, label, label_as_version=False)
 
 
 # --- status and metadata ------------------------------------------------------------
@@ -83,11 +77,17 @@ async def list_models(request: Request) -> Response:
          "modelserve": routing_facts(v)} for v in views]})
 
 
-@router.get("/v1/models/{name}", summary="Status of every version of a model")
+@router.get("/v1/models/{name}", summary="Status of every version of a model; ready or not")
 async def model_status(request: Request, name: str) -> Response:
+    """TF Serving's ``model_version_status`` and KServe V1's ``{"name", "ready"}`` in one
+    answer, so both kinds of client read it; 503 (as KServe's V1 servers answer) while no
+    version of the model can serve."""
     view = services(request).repository.view(name)
-    return json_response({"model_version_status": [_version_status(s) for s in view.listing()],
-                          "modelserve": routing_facts(view)})
+    ready = bool(view.available)
+    return json_response({"name": view.name, "ready": ready,
+                          "model_version_status": [_version_status(s) for s in view.listing()],
+                          "modelserve": routing_facts(view)},
+                         status_code=200 if ready else 503)
 
 
 @router.get("/v1/models/{name}/versions/{version}", summary="Status of one version")
@@ -216,9 +216,9 @@ async def _predict(request: Request, name: str, version: str | None,
             + f" Example: {{\"instances\": [{_example(model)}]}}")
     if has_rows:
         batch = tensors.from_rows(sig, payload["instances"], "instances",
-                                  svc.settings.max_batch_rows)
+                                  svc.settings.max_request_rows)
     else:
-        batch = tensors.from_columns(sig, payload["inputs"], svc.settings.max_batch_rows)
+        batch = tensors.from_columns(sig, payload["inputs"], svc.settings.max_request_rows)
     outputs = await svc.inference.predict(model, batch)
     body: dict[str, Any] = ({"predictions": _rows(outputs)} if has_rows
                             else {"outputs": _columns(outputs)})
@@ -265,7 +265,7 @@ async def _examples_batch(request: Request, name: str, version: str | None, labe
     if isinstance(examples, list) and not all(isinstance(e, dict) for e in examples):
         raise InvalidInput("Each entry of 'examples' must be an object of named features.")
     batch = tensors.from_rows(model.signature, examples, "examples",
-                              svc.settings.max_batch_rows)
+                              svc.settings.max_request_rows)
     return model, batch, svc
 
 
@@ -298,27 +298,5 @@ async def _regress(request: Request, name: str, version: str | None,
     return json_response(body, headers=_version_header(model))
 
 
-# Public: service.fastlane serves these same handlers without FastAPI's routing.
-predict, classify, regress = _predict, _classify, _regress
-
-for _verb, _handler in (("predict", _predict), ("classify", _classify), ("regress", _regress)):
-    def _bind(handler=_handler, verb=_verb):  # bind loop variables per route
-        async def latest(request: Request, name: str) -> Response:
-            return await handler(request, name, None)
-
-        async def versioned(request: Request, name: str, version: str) -> Response:
-            return await handler(request, name, version)
-
-        async def labelled(request: Request, name: str, label: str) -> Response:
-            return await handler(request, name, None, label)
-
-        router.add_api_route(f"/v1/models/{{name}}:{verb}", latest, methods=["POST"],
-                             name=f"{verb}_latest", summary=f"{verb.capitalize()} (latest)")
-        router.add_api_route(f"/v1/models/{{name}}/versions/{{version}}:{verb}", versioned,
-                             methods=["POST"], name=f"{verb}_version",
-                             summary=f"{verb.capitalize()} (one version)")
-        router.add_api_route(f"/v1/models/{{name}}/labels/{{label}}:{verb}", labelled,
-                             methods=["POST"], name=f"{verb}_label",
-                             summary=f"{verb.capitalize()} (labelled version, e.g. canary)")
-
-    _bind()
+routes.serve("tfserving", {"predict": _predict, "classify": _classify, "regress": _regress},
+             router)
