@@ -1,7 +1,7 @@
 # modelserve: the service and the committed models; no training or development tools.
 #
 #   docker build -t modelserve:0.1.0 .
-#   docker run --rm -p 8000:8000 modelserve:0.1.0
+#   docker run --rm -p 8000:8000 -p 8001:8001 modelserve:0.1.0
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/opt/modelserve/models:ro" modelserve:0.1.0
 #
 # Installed and started like `make install` / `make serve` (tests/test_deploy.py checks
@@ -56,11 +56,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODELSERVE_REPOSITORY=/opt/modelserve/models \
     MODELSERVE_HOST=0.0.0.0 \
     MODELSERVE_PORT=8000 \
+    MODELSERVE_GRPC_PORT=8001 \
     MODELSERVE_INFERENCE_THREADS=1
 
 WORKDIR /opt/modelserve
 USER 10001:10001
-EXPOSE 8000
+# HTTP (TF-Serving REST, KServe V2) and KServe V2 over gRPC (0 turns gRPC off).
+EXPOSE 8000 8001
 
 # Ready = every version loaded or failed and at least one serves (503 before, and while
 # draining after SIGTERM). The slim image has no curl: Python's urllib raises on non-2xx.

@@ -72,6 +72,15 @@ up:
 down:
 	docker compose down
 
+# Regenerate the gRPC modules beside the KServe V2 .proto (grpcio-tools, dev extra). Run
+# from the repository root: `-I .` makes the generated import package-relative
+# (from service.protocols.grpc.proto import ...). tests/test_grpc_proto.py checks the
+# committed files are what this produces.
+PROTO := service/protocols/grpc/proto/grpc_predict_v2.proto
+.PHONY: proto
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
 lint: install
 	$(BIN)/ruff check modelserve service training tests bench
 
