@@ -54,12 +54,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # once its start-up has finished: waiting here means a request never lands
             # on a worker that is still loading while another could serve it.
             await asyncio.shield(task)
+        grpc_server = None
+        if settings.grpc_port:
+            # Imported here only: see service/protocols/grpc/server.py.
+            from service.protocols.grpc.server import GrpcServer
+
+            grpc_server = GrpcServer(svc)
+            await grpc_server.start()
+
+        def on_drain() -> None:
+            # From a signal handler: set a flag and hand the rest to the loop.
+            svc.draining = True
+            if grpc_server is not None:
+                loop.call_soon_threadsafe(grpc_server.drain)
+
         # SIGTERM (service/server.py): readiness answers 503 while requests drain.
-        undrain = lifecycle.on_drain(lambda: setattr(svc, "draining", True))
+        undrain = lifecycle.on_drain(on_drain)
         try:
             yield
         finally:
             undrain()
+            if grpc_server is not None:
+                await grpc_server.stop()
             await asyncio.shield(task)
             reloader.stop()
             svc.inference.close()
@@ -68,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="modelserve",
         version=__version__,
         description="Versioned Keras and scikit-learn models over the TF-Serving REST API "
-                    "and the KServe V2 (Open Inference) protocol.",
+                    "and the KServe V2 (Open Inference) protocol, over HTTP here and over "
+                    "gRPC on the gRPC port.",
         lifespan=lifespan,
     )
     repository = Repository(settings.repository, lean=settings.lean_runtimes,

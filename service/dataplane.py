@@ -18,6 +18,7 @@ It runs on the event loop only; the repository it reads swaps immutable snapshot
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from service import __version__, tensors
 from service.batch import Batch
-from service.errors import InvalidInput, NotFound, Overloaded
+from service.errors import InvalidInput, NotFound, Overloaded, Unavailable
 from service.inference import Inference
 from service.manifest import Framework
 from service.model import LoadedModel
@@ -207,6 +208,48 @@ class DataPlane:
             out.append(OutputTensor(o.name, datatype, arr, o.binary))
         return InferenceResult(model, outputs, out,
                                tensors.warnings(model.signature, request.batch), request.id)
+
+    # --- model management (the repository extension, behind the admin key) -------------
+
+    def versions(self, name: str) -> list[dict[str, str]]:
+        """Every version of a model with its state and reason (NotFound when unknown)."""
+        return [{"name": name, "version": str(s.version), "state": str(s.state),
+                 "reason": s.error or s.detail} for s in self.repository.statuses(name)]
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        out = []
+        for name in self.repository.names():
+            try:
+                out.extend(self.versions(name))
+            except NotFound:  # removed since names() was read
+                continue
+        return [v for v in out if v["state"] == State.AVAILABLE] if ready_only else out
+
+    async def rescan(self) -> None:
+        """Bring the served set in line with the disk now (on a thread: it loads)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: self.repository.poll(
+            workers=self.settings.load_workers))
+
+    async def load(self, name: str) -> list[dict[str, str]]:
+        """Serve the model again if an administrator unloaded it, re-scan, and return its
+        versions; Unavailable when none is available after the re-scan."""
+        self.repository.hold(name, False)
+        await self.rescan()
+        versions = self.versions(name)
+        if not any(v["state"] == State.AVAILABLE for v in versions):
+            reasons = "; ".join(f"version {v['version']}: {v['reason'] or v['state']}"
+                                for v in versions) or "no version folder"
+            raise Unavailable(f"Model '{name}' has no available version after the re-scan "
+                              f"({reasons}).")
+        return versions
+
+    async def unload(self, name: str) -> list[dict[str, str]]:
+        """Stop serving the model until it is loaded again."""
+        self.repository.view(name)  # NotFound for an unknown model
+        self.repository.hold(name, True)
+        await self.rescan()
+        return self.versions(name)
 
     # --- accounting -------------------------------------------------------------------
 

@@ -82,10 +82,13 @@ class Server:
     def __init__(self, repository: Path, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Every server gets its own gRPC port too (the default 8001 would be shared).
+        self.grpc_port = _free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = open(log_dir / f"server-{self.port}.log", "w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.server", "--repository", str(repository),
-             "--port", str(self.port)],
+             "--port", str(self.port), "--grpc-port", str(self.grpc_port)],
             cwd=ROOT, env={**os.environ, **TEST_LIMITS, **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT)
 

@@ -55,7 +55,8 @@ class InProcessServer:
     def __init__(self, repository: Path, **settings: object) -> None:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.app = create_asgi(Settings(repository=repository, port=port, **settings))
+        self.app = create_asgi(Settings(repository=repository, port=port, grpc_port=0,
+                                        **settings))
         self.services = self.app.services
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, host="127.0.0.1", port=port, log_config=None, access_log=False,

@@ -88,14 +88,18 @@ def decode_list(data: Any, datatype: str, shape: list[int], where: str) -> np.nd
     contents."""
     if datatype == "BF16":
         raise InvalidInput(f"{where}: BF16 can only be sent as binary data.")
-    count = math.prod(shape)
     arr = _json_data(data, where, datatype)
-    if arr.size != count:
-        raise InvalidInput(f"{where}: shape {shape} holds {count} elements but 'data' has "
-                           f"{arr.size}.",
-                           [detail(where, "element count does not match shape",
-                                   expected=count, got=int(arr.size))])
+    check_count(arr.size, shape, where)
     return arr.reshape(shape)
+
+
+def check_count(size: int, shape: list[int], where: str) -> None:
+    count = math.prod(shape)
+    if size != count:
+        raise InvalidInput(f"{where}: shape {shape} holds {count} elements but 'data' has "
+                           f"{size}.",
+                           [detail(where, "element count does not match shape",
+                                   expected=count, got=int(size))])
 
 
 def to_batch(sig: Signature, arrays: dict[str, np.ndarray], max_rows: int) -> Batch:
