@@ -57,7 +57,7 @@ class InProcessServer:
         self.url = f"http://127.0.0.1:{port}"
         self.app = create_asgi(Settings(repository=repository, port=port, grpc_port=0,
                                         **settings))
-        self.services = self.app.services
+        self.services = self.app.plane
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, host="127.0.0.1", port=port, log_config=None, access_log=False,
             lifespan="on"))

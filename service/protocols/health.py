@@ -26,6 +26,12 @@ async def live() -> Response:
     return json_response({"live": True})
 
 
+@router.get("/", summary="Server live (KServe V1)")
+async def root() -> Response:
+    # KServe's V1 clients (InferenceRESTClient.is_server_live) read this shape.
+    return json_response({"status": "alive"})
+
+
 @router.get("/v2/health/ready", summary="Server ready (KServe V2)")
 @router.get("/readyz", summary="Readiness probe")
 async def ready(request: Request) -> Response:

@@ -30,7 +30,8 @@ class GrpcServer:
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
         settings = plane.settings
-        self.address = f"{settings.host}:{settings.grpc_port}"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
+        self.address = f"{host}:{settings.grpc_port}"
         limit = settings.max_body_bytes
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit),
