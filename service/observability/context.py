@@ -1,7 +1,7 @@
 """Per-request facts that only the handler learns (which model and version served it),
 carried to the access log and the metrics without threading them through every call.
 
-The outermost ASGI layer calls ``begin()`` for each request; it runs in the request's
+The HTTP gateway and the gRPC servicer call ``begin()`` for each request; it runs in the request's
 own task, so the context variable is private to that request. ``note_model`` is called
 where a request is resolved to a loaded model version.
 """

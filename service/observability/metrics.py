@@ -3,7 +3,8 @@
 Recorded as requests go (cheap: label children are cached per label set, so a request
 costs a few dict lookups and lock-protected additions):
 
-- per inference request (by the middleware): ``modelserve_inference_requests_total``
+- per inference request (by the HTTP gateway and the gRPC servicer, through the data
+  plane): ``modelserve_inference_requests_total``
   and ``modelserve_inference_request_duration_seconds``; per HTTP request
   ``modelserve_http_requests_total``;
 - per model call (by the batcher's callbacks): queue wait (per request), compute time
