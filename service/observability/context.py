@@ -1,8 +1,8 @@
 """Per-request facts that only the handler learns (which model and version served it),
 carried to the access log and the metrics without threading them through every call.
 
-The HTTP gateway and the gRPC servicer call ``begin()`` for each request; it runs in the request's
-own task, so the context variable is private to that request. ``note_model`` is called
+The HTTP gateway and the gRPC servicer call ``begin()`` for each request; it runs in
+the request's own task, so the context variable is private to that request. ``note_model`` is called
 where a request is resolved to a loaded model version.
 """
 
