@@ -7,9 +7,10 @@ access lines all come out in the same format. A JSON line holds ``time`` (UTC, I
 ``request_id`` when the record was written while serving one, ``exc`` (the traceback)
 when there is one, and every ``extra`` field of the call.
 
-The access logger writes one line per HTTP request or gRPC call (``access()``, called
-by the HTTP gateway and the gRPC servicer), without ``Logger.info``'s per-record cost (a walk up the call stack to
-find the caller, a LogRecord, the handler chain) when our handler is the only one.
+The access logger writes one line per HTTP request or gRPC call (``access()``, called by
+the HTTP gateway and the gRPC servicer), without ``Logger.info``'s per-record cost (a
+walk up the call stack to find the caller, a LogRecord, the handler chain) when our
+handler is the only one.
 """
 
 from __future__ import annotations
