@@ -15,11 +15,16 @@ Graceful shutdown. On SIGTERM (or SIGINT) a server process:
 SIGINT after any signal, or a second SIGTERM, forces a quick exit: the drain is cut
 short and requests still in flight are dropped.
 
-With ``workers > 1`` the supervisor sends SIGTERM to every worker, each drains as above,
-and the supervisor exits 0 once all have. A worker ignores a second SIGTERM: it gets
-one from the supervisor and often another directly (systemd signals every process of
-the unit, ``kill -TERM -<group>``, Ctrl+C sends SIGINT to all). A further SIGINT or
-SIGTERM sent to the supervisor while the workers drain makes it force them (SIGINT).
+With ``workers > 1`` (``service.supervisor``) the process that was started binds the
+socket and supervises that many worker processes, each a ``DrainingServer`` on it
+(``run_worker``: settings from the environment, every flag passed down as its
+``MODELSERVE_*`` variable). A worker that dies is replaced, one that cannot start stops
+them all (exit 3, as a single process that cannot start). On SIGTERM or SIGINT the
+supervisor sends SIGTERM to every worker, each drains as above, and the supervisor
+exits 0 once all have. A worker ignores a second SIGTERM: it gets one from the
+supervisor and often another directly (systemd signals every process of the unit,
+``kill -TERM -<group>``, Ctrl+C sends SIGINT to all). A further SIGINT or SIGTERM sent
+to the supervisor while the workers drain makes it force them (SIGINT).
 """
 
 from __future__ import annotations
@@ -32,13 +37,13 @@ import sys
 import time
 from socket import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import multiprocess
 
-from service import lifecycle
+from service import lifecycle, supervisor
 from service.settings import ENV_PREFIX, Settings
+from service.supervisor import STARTUP_FAILURE
 
 log = logging.getLogger("modelserve.server")
 
@@ -121,66 +126,6 @@ class DrainingServer(uvicorn.Server):
                      name)
 
 
-class _WorkerProcess(multiprocess.Process):
-    """A uvicorn worker process whose server is a DrainingServer."""
-
-    @property
-    def server(self) -> uvicorn.Server:
-        if self._server is None:
-            # In the worker: settings come from the environment, as the app's do. A second
-            # SIGTERM is usually the supervisor's copy of one the worker already got.
-            self._server = DrainingServer(self.config, Settings().shutdown_delay_s,
-                                          second_sigterm_forces=False)
-        return self._server
-
-    def target(self, sockets: list[socket] | None = None) -> None:  # in the worker
-        _ = self.server  # before uvicorn's health-check thread can ask for it
-        super().target(sockets)
-
-
-class _Supervisor(multiprocess.Multiprocess):
-    """uvicorn's worker supervisor, with draining workers."""
-
-    def run(self) -> None:
-        # uvicorn starts workers in several places (start-up, replacing a dead worker,
-        # SIGHUP, SIGTTIN), always as ``multiprocess.Process(config, sockets)``: make each
-        # of those a draining worker while the supervisor runs.
-        original = multiprocess.Process
-        multiprocess.Process = _WorkerProcess  # type: ignore[misc]
-        try:
-            super().run()
-        finally:
-            multiprocess.Process = original  # type: ignore[misc]
-        if any(process.exitcode == STARTUP_FAILURE for process in self.processes):
-            sys.exit(STARTUP_FAILURE)  # uvicorn stopped because a worker could not start
-
-    def terminate_all(self) -> None:
-        super().terminate_all()  # SIGTERM to every worker: each one drains
-        # The supervisor's copy of the listening socket would keep it open after every
-        # worker has closed its own: connections would then wait in a backlog nobody
-        # accepts from instead of being refused.
-        for sock in self.sockets:
-            sock.close()
-
-    def join_all(self) -> None:
-        for process in self.processes:
-            while process.process.exitcode is None:
-                process.process.join(0.2)
-                self._forward_signals()
-
-    def _forward_signals(self) -> None:
-        """SIGINT or SIGTERM received while the workers drain: force them (SIGINT)."""
-        while self.signal_queue:
-            sig = self.signal_queue.pop(0)
-            if sig not in (signal.SIGINT, signal.SIGTERM):
-                continue
-            log.warning("%s received while the workers drain: forcing them to exit.",
-                        signal.Signals(sig).name)
-            for process in self.processes:
-                if process.process.exitcode is None and process.pid is not None:
-                    os.kill(process.pid, signal.SIGINT)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelserve serve",
@@ -194,6 +139,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {"host": settings.host, "port": settings.port, "access_log": False,
+            "log_level": settings.log_level.lower(), "loop": "uvloop", "http": "httptools",
+            "timeout_graceful_shutdown": settings.shutdown_grace_s}
+
+
+def _serve(settings: Settings, sockets: list[socket] | None = None,
+           second_sigterm_forces: bool = True) -> None:
+    """Build the app and serve it until it has drained. Exit with STARTUP_FAILURE if it
+    never started serving, whatever stopped it (the app's start-up, a bad key file, the
+    port): a supervisor must not start again what would fail the same way."""
+    from service.app import create_asgi
+
+    server = None
+    try:
+        # The app first: it routes uvicorn's loggers to ours before Config() sets them up.
+        config = uvicorn.Config(create_asgi(settings), **_uvicorn_options(settings))
+        server = DrainingServer(config, settings.shutdown_delay_s, second_sigterm_forces)
+        server.run(sockets=sockets)
+    except (Exception, SystemExit) as exc:
+        if server is not None and server.started:
+            raise
+        if not isinstance(exc, SystemExit):  # uvicorn logs its own reasons
+            log.exception("The server could not start.")
+    if server is None or not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def run_worker(sock: socket) -> None:
+    """A worker process's life (``workers > 1``): settings from the environment, serving
+    on the supervisor's socket until it has drained."""
+    # A second SIGTERM is usually the supervisor's copy of one the worker already got.
+    _serve(Settings(), [sock], second_sigterm_forces=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
@@ -203,21 +183,9 @@ def main(argv: list[str] | None = None) -> None:
 
     configure_logging(settings)
 
-    common = {"host": settings.host, "port": settings.port, "access_log": False,
-              "log_level": settings.log_level.lower(), "loop": "uvloop", "http": "httptools",
-              "timeout_graceful_shutdown": settings.shutdown_grace_s}
     if settings.workers == 1:
-        from service.app import create_asgi
-
-        server = DrainingServer(uvicorn.Config(create_asgi(settings), **common),
-                                settings.shutdown_delay_s)
-        server.run()
-        if not server.started:
-            sys.exit(STARTUP_FAILURE)
+        _serve(settings)
         return
-    if not isinstance(getattr(multiprocess.Process, "server", None), property):
-        sys.exit("modelserve: workers > 1 needs a uvicorn whose worker processes build "
-                 "their own server (0.54 or later).")
     # Worker processes build their own app from the environment: pass every setting
     # that came from a flag down as its environment variable.
     for key, value in overrides.items():
@@ -225,9 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     from service.observability.metrics import prepare_multiprocess
 
     prepare_multiprocess(settings.workers)  # /metrics then sums every worker's metrics
-    config = uvicorn.Config("service.app:create_asgi", factory=True, workers=settings.workers,
-                            **common)
-    _Supervisor(config, sockets=[config.bind_socket()]).run()
+    sock = supervisor.bind(settings.host, settings.port)
+    sys.exit(supervisor.Supervisor(run_worker, sock, settings.workers).run())
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Several worker processes behind one port: each loads the repository before it takes
-connections, and every request is answered."""
+connections, and every request is answered; a worker that cannot start stops them all.
+(Draining and replacing workers: tests/test_shutdown.py.)"""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import MODELS, Server
 
@@ -31,5 +34,24 @@ def test_two_workers_serve_the_same_port(tmp_path):
                                 headers={"Connection": "close"})
                 assert r.status_code == 200, r.text
                 assert r.headers["model-version"] == "2"
+    finally:
+        srv.stop()
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor_with_status_3(tmp_path):
+    shutil.copytree(MODELS / "wine-quality" / "2", tmp_path / "models" / "wine-quality" / "2")
+    srv = Server(tmp_path / "models", tmp_path,
+                 env={"MODELSERVE_WORKERS": "2",
+                      "MODELSERVE_API_KEYS_FILE": str(tmp_path / "missing-keys.txt")})
+    try:
+        try:
+            status = srv.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"supervisor still running with a missing key file: {srv.output()}")
+        assert status == 3, srv.output()  # uvicorn's STARTUP_FAILURE
+        log = Path(srv.log.name).read_text()
+        assert "could not start: stopping" in log
+        assert "missing-keys.txt: cannot read it" in log
+        assert "starting a new one" not in log  # not restarted
     finally:
         srv.stop()

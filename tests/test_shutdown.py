@@ -5,7 +5,11 @@ and exits 0.
 Requests are made provably in flight before the signal without timing guesses: each
 one is sent with ``Expect: 100-continue``, and the server answers ``100 Continue`` only
 once the handler has started reading the body. The model is the committed digits CNN
-(v2), the slowest one: a few hundred images per request keep it busy."""
+(v2), the slowest one: a few hundred images per request keep it busy.
+
+The forced exits (a second signal, an expired grace period) use requests whose upload
+stops halfway: in flight until the server gives up on them, with the grace period and
+body timeout far beyond the tests' deadlines wherever only a forced exit may end them."""
 
 from __future__ import annotations
 
@@ -42,7 +46,9 @@ def repository(tmp_path) -> Path:
 class InFlight:
     """One prediction over its own connection, in flight once constructed."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, stall: bool = False) -> None:
+        """``stall``: send only half the body, so the request stays in flight until the
+        server gives up on it (a slow upload)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.buf = b""
         self.sock.sendall(
@@ -50,7 +56,7 @@ class InFlight:
             f"Content-Length: {len(BODY)}\r\nExpect: 100-continue\r\n\r\n".encode())
         status, _, _ = self._head()
         assert status == 100  # the handler is reading the body: the request is in flight
-        self.sock.sendall(BODY)
+        self.sock.sendall(BODY[:len(BODY) // 2] if stall else BODY)
 
     def _head(self) -> tuple[int, dict[str, str], bytes]:
         while b"\r\n\r\n" not in self.buf:
@@ -83,6 +89,16 @@ def _assert_answered(requests: list[InFlight]) -> None:
         assert [p["label"] for p in body["predictions"]] == EXPECTED
 
 
+def _assert_cut(req: InFlight) -> None:
+    """Not answered: the connection closes, or uvicorn answers 500 for the handler it
+    cancelled (before the response started)."""
+    try:
+        status, headers, _ = req._head()
+    except ConnectionError:
+        return
+    assert status == 500 and headers.get("connection") == "close", (status, headers)
+
+
 def _queued_rows(url: str) -> float:
     text = httpx.get(url + "/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -91,6 +107,29 @@ def _queued_rows(url: str) -> float:
 
 def _log(srv: Server) -> str:
     return Path(srv.log.name).read_text()
+
+
+def _records(srv: Server) -> list[dict]:
+    """The server's JSON log records."""
+    records = []
+    for line in _log(srv).splitlines():
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return records
+
+
+def _workers(srv: Server) -> list[int]:
+    pid = srv.proc.pid
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _wait_for(condition, what: str, srv: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s: {srv.output()}")
+        time.sleep(0.1)
 
 
 def _wait_exit(srv: Server, timeout: float) -> int:
@@ -157,9 +196,7 @@ def test_two_workers_drain_and_the_supervisor_exits_0(repository, tmp_path):
     srv = Server(repository, tmp_path, env={"MODELSERVE_WORKERS": "2"})
     try:
         srv.wait_settled()
-        workers = [int(c) for c in
-                   Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
-                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = _workers(srv)
         assert len(workers) == 2
         # Ready means one worker serves; wait for both, so that both can take requests.
         deadline = time.monotonic() + 60
@@ -184,5 +221,102 @@ def test_two_workers_drain_and_the_supervisor_exits_0(repository, tmp_path):
         for pid in workers:
             assert f"Finished server process [{pid}]" in log
             assert not Path(f"/proc/{pid}").exists()
+    finally:
+        srv.stop()
+
+
+def test_second_sigterm_forces_the_exit_with_requests_in_flight(repository, tmp_path):
+    # Grace period and body timeout far beyond the wait for the exit below: only the
+    # second signal can end the drain in time.
+    srv = Server(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "600",
+                                            "MODELSERVE_BODY_TIMEOUT_S": "600"})
+    try:
+        srv.wait_settled()
+        stalled = [InFlight(srv.port, stall=True) for _ in range(2)]
+        srv.proc.send_signal(signal.SIGTERM)
+        _wait_for(lambda: "Waiting for connections to close" in _log(srv),
+                  "the drain waiting for the requests in flight", srv)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert _wait_exit(srv, 60) == 0, srv.output()
+        assert "Shutdown forced by a second signal" in _log(srv)
+        for req in stalled:
+            _assert_cut(req)
+    finally:
+        srv.stop()
+
+
+def test_expired_grace_period_cuts_a_longer_request_and_exits_0(repository, tmp_path):
+    srv = Server(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "1",
+                                            "MODELSERVE_BODY_TIMEOUT_S": "600"})
+    try:
+        srv.wait_settled()
+        stalled = InFlight(srv.port, stall=True)  # would wait for its body for 600 s
+        srv.proc.send_signal(signal.SIGTERM)
+        assert _wait_exit(srv, 60) == 0, srv.output()
+        log = _log(srv)
+        assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in log
+        assert "forced" not in log
+        _assert_cut(stalled)
+    finally:
+        srv.stop()
+
+
+def test_a_killed_worker_is_replaced_then_sigterm_drains_all(repository, tmp_path):
+    srv = Server(repository, tmp_path, env={"MODELSERVE_WORKERS": "2"})
+    try:
+        srv.wait_settled()
+        killed, survivor = _workers(srv)
+        os.kill(killed, signal.SIGKILL)
+        _wait_for(lambda: len(set(_workers(srv)) - {killed, survivor}) == 1,
+                  "a new worker process", srv)
+        (new,) = set(_workers(srv)) - {killed, survivor}
+        assert f"Worker process [{killed}] died (killed by SIGKILL)" in _log(srv)
+        # The new worker serves: it loads the repository, then answers requests (a new
+        # connection each time: either worker may accept it).
+        _wait_for(lambda: any(r.get("pid") == new and r.get("message") ==
+                              "Application startup complete." for r in _records(srv)),
+                  f"worker {new} started", srv, timeout=120)
+
+        def new_worker_answered() -> bool:
+            r = httpx.post(srv.url + PATH, content=BODY, timeout=30,
+                           headers={"Content-Type": "application/json",
+                                    "Connection": "close"})
+            assert r.status_code == 200, r.text
+            return any(r.get("pid") == new and r.get("logger") == "modelserve.access"
+                       and r.get("protocol") for r in _records(srv))
+
+        _wait_for(new_worker_answered, f"a prediction answered by worker {new}", srv)
+        # /metrics (either worker) lists the live workers' memory only.
+        text = httpx.get(srv.url + "/metrics", timeout=10).text
+        assert f'modelserve_worker_resident_memory_bytes{{pid="{new}"}}' in text
+        assert f'pid="{killed}"' not in text
+
+        srv.proc.send_signal(signal.SIGTERM)
+        assert _wait_exit(srv, 60) == 0, srv.output()
+        log = _log(srv)
+        assert "forced" not in log
+        assert log.count("Worker process [") == 1  # the kill, nothing during shutdown
+        for pid in (survivor, new):
+            assert f"Finished server process [{pid}]" in log
+    finally:
+        srv.stop()
+
+
+def test_a_second_sigterm_to_the_supervisor_forces_the_draining_workers(repository, tmp_path):
+    srv = Server(repository, tmp_path, env={"MODELSERVE_WORKERS": "2",
+                                            "MODELSERVE_SHUTDOWN_GRACE_S": "600",
+                                            "MODELSERVE_BODY_TIMEOUT_S": "600"})
+    try:
+        srv.wait_settled()
+        stalled = InFlight(srv.port, stall=True)  # whichever worker took it drains for 600 s
+        srv.proc.send_signal(signal.SIGTERM)
+        _wait_for(lambda: "Waiting for connections to close" in _log(srv),
+                  "a worker draining the request in flight", srv)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert _wait_exit(srv, 60) == 0, srv.output()
+        log = _log(srv)
+        assert "SIGTERM received while the workers drain: forcing them to exit." in log
+        assert "Shutdown forced by a second signal" in log
+        _assert_cut(stalled)
     finally:
         srv.stop()
