@@ -190,8 +190,8 @@ def _route_uvicorn_to_root() -> None:
         from uvicorn.config import LOGGING_CONFIG
     except ImportError:  # pragma: no cover - uvicorn is a dependency
         return
-    # Mutated in place: it is the default ``log_config`` argument of uvicorn.Config, and
-    # a worker process receives the Config (with this dict) from the supervisor.
+    # Mutated in place: it is the default ``log_config`` argument of uvicorn.Config, which
+    # each worker process builds for itself after configuring logging.
     LOGGING_CONFIG["loggers"] = {name: {"handlers": [], "propagate": True}
                                  for name in _UVICORN_LOGGERS}
 

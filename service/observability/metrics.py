@@ -266,8 +266,8 @@ class WorkerMemoryCollector:
 
 
 def _worker_pids() -> list[int]:
-    """This process's siblings started by the same supervisor (uvicorn spawns its
-    workers with multiprocessing), else just this process."""
+    """This process's siblings started by the same supervisor (service/supervisor.py
+    spawns its workers with multiprocessing), else just this process."""
     me, parent = os.getpid(), os.getppid()
     try:
         with open(f"/proc/{parent}/task/{parent}/children") as f:
