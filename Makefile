@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/$(PIP_INSTALL) --upgrade pip
 	$(BIN)/$(PIP_INSTALL) -e '.[train,dev]'
+# KServe's SDK for tests/test_kserve_sdk.py, without its dependencies: it pins protobuf<7
+# and pandas<3, which would downgrade the service's; the dev extra lists what it needs.
+	$(BIN)/$(PIP_INSTALL) --no-deps kserve==0.21.0
 	@touch $@
 
 serve: install
