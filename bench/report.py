@@ -292,7 +292,7 @@ def _grpc_section(results: dict[str, Any], targets: list[Target],
         goals.append(f"wine v2 one row at c=1, gRPC p50 <= {GRPC_P50_GOAL_MS} ms: "
                      f"{_num(p50)} ms: "
                      + ("met" if p50 <= GRPC_P50_GOAL_MS else "**not met**")
-                     + " (on a quiet machine; see the load averages below)")
+                     + " (the goal is for a quiet machine: see the load averages below)")
     if goals:
         out += ["", "Goals:", ""] + [f"- {g}" for g in goals]
     out.append("")
