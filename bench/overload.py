@@ -284,7 +284,9 @@ def measure(setting: str, env: dict[str, str], args: argparse.Namespace,
     proc = procs.spawn(
         f"ours {setting}",
         [str(REPO / ".venv/bin/python"), "-m", "service.server", "--repository",
-         str(REPO / "models"), "--port", str(port), "--log-level", "warning"],
+         str(REPO / "models"), "--port", str(port), "--log-level", "warning",
+         # gRPC stays on (the default) but on a free port, not a fixed 8001.
+         "--grpc-port", str(procs.free_port(exclude={port}))],
         cpus=args.server_cpus, env={**os.environ, **env}, cwd=REPO,
         log_path=scratch / f"server-{setting.replace(' ', '_')}.log")
     try:

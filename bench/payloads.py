@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,56 @@ def _v2_json(name: str, rows: list[list[float]], **extra: Any) -> bytes:
                               "datatype": "FP32", "data": data}], **extra})
 
 
+def _fp32(tensor: Any) -> tuple[list[int], bytes]:
+    """Shape and raw little-endian FP32 bytes of a nested list (rows, or images)."""
+    arr = np.asarray(tensor, dtype="<f4")
+    return list(arr.shape), arr.tobytes()
+
+
 def _v2_binary(name: str, images: list[list[list[float]]]) -> tuple[bytes, int]:
     """Triton's binary tensor extension: JSON header, then raw little-endian FP32."""
-    flat = [float(v) for image in images for row in image for v in row]
-    shape = [len(images), len(images[0]), len(images[0][0])]
+    shape, raw = _fp32(images)
     header = _json({
         "inputs": [{"name": name, "shape": shape, "datatype": "FP32",
-                    "parameters": {"binary_data_size": 4 * len(flat)}}],
+                    "parameters": {"binary_data_size": len(raw)}}],
         # Ask for binary outputs too, as tritonclient does by default.
         "parameters": {"binary_data_output": True},
     })
-    return header + struct.pack(f"<{len(flat)}f", *flat), len(header)
+    return header + raw, len(header)
+
+
+@dataclass(frozen=True)
+class GrpcPayload:
+    """One KServe V2 gRPC ModelInfer request as data: grpc_load.request_bytes() turns it
+    into the pre-serialised protobuf (kept out of here so this module needs no protobuf)."""
+
+    key: str
+    model: str
+    version: str
+    input: str
+    shape: list[int]
+    raw: bytes  # raw_input_contents[0]: little-endian FP32
+    rows: int
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+def _digit_images(models: Path, count: int) -> list[Any]:
+    return list(itertools.islice(itertools.cycle(_samples(models, "digits", 2)), count))
+
+
+def build_grpc(models: Path, batch_images: int = 64) -> dict[str, GrpcPayload]:
+    """The gRPC twins of wine_v2 (one row) and digits64_v2_binary (the same 64 images)."""
+    wine_shape, wine_raw = _fp32([_samples(models, "wine-quality", 2)[0]])
+    digits_shape, digits_raw = _fp32(_digit_images(models, batch_images))
+    payloads = [
+        GrpcPayload("grpc_wine_v2", "wine-quality", "2", "features", wine_shape, wine_raw, 1),
+        GrpcPayload("grpc_digits64", "digits", "1", "image", digits_shape, digits_raw,
+                    batch_images),
+    ]
+    return {p.key: p for p in payloads}
 
 
 def build(models: Path, batch_rows: int = 256, batch_images: int = 64) -> dict[str, Payload]:
@@ -67,7 +105,7 @@ def build(models: Path, batch_rows: int = 256, batch_images: int = 64) -> dict[s
     housing = _samples(models, "housing", 2)
     digits = _samples(models, "digits", 2)
     digit = digits[0]  # 28x28 pixel values 0-255
-    images = list(itertools.islice(itertools.cycle(digits), batch_images))
+    images = _digit_images(models, batch_images)
     batch = list(itertools.islice(itertools.cycle(wine), batch_rows))
     # MLServer's sklearn runtime returns predict() unless the request names an output;
     # our service returns probabilities for a classifier, so ask MLServer for the same.

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def free_port() -> int:
-    """A port the kernel considers free right now (the bind-to-0 trick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(exclude: set[int] | frozenset[int] = frozenset()) -> int:
+    """A port the kernel considers free right now (the bind-to-0 trick), other than the
+    ``exclude`` ones already handed out but not yet bound by their server."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in exclude:
+            return port
 
 
 def _children_map() -> dict[int, list[int]]:

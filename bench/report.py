@@ -6,9 +6,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from servers import COMPARISONS, FLOOR, Target
+from servers import COMPARISONS, FLOOR, GRPC_TWINS, Target
 
 METRICS = ("rps", "p50_ms", "p99_ms")
+# Recorded by the gRPC load generator only: cores it used (near 1.0 = client-bound).
+CLIENT_CPU = "client_cpu"
+# The gRPC issue's goal for one wine row at c=1 (on this machine on a quiet day).
+GRPC_P50_GOAL_MS = 0.3
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ def summarise(measurements: list[dict[str, Any]]) -> dict[str, dict[int, dict[st
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for (target, conc), rows in grouped.items():
         cell: dict[str, Any] = {k: _stat([r[k] for r in rows]) for k in METRICS}
+        if all(CLIENT_CPU in r for r in rows):
+            cell[CLIENT_CPU] = _stat([r[CLIENT_CPU] for r in rows])
         cell["errors"] = sum(r["errors"] for r in rows)
         cell["requests"] = sum(r["requests"] for r in rows)
         out.setdefault(target, {})[conc] = cell
@@ -104,9 +110,10 @@ def markdown(results: dict[str, Any], targets: list[Target],
     lo, hi = cfg["concurrency"]
     out = [f"# Serving benchmark, {results['timestamp']}", ""]
     out.append(f"{cfg['rounds']} round(s) interleaved across servers; each measurement "
-               f"{cfg['duration_s']} s after a {cfg['warmup_s']} s warm-up, wrk closed loop. "
-               f"Cells: median over rounds (min-max). Servers pinned to CPU "
-               f"{cfg['server_cpus']}, wrk to CPU {cfg['client_cpus']}.")
+               f"{cfg['duration_s']} s after a {cfg['warmup_s']} s warm-up, closed loop (wrk "
+               f"for HTTP, grpc_load.py for gRPC). Cells: median over rounds (min-max). "
+               f"Servers pinned to CPU {cfg['server_cpus']}, load generators to CPU "
+               f"{cfg['client_cpus']}.")
     longer = [f"{t.label} {t.min_seconds:g} s" for t in targets
               if t.min_seconds > cfg["duration_s"]]
     if longer:
@@ -201,6 +208,8 @@ def markdown(results: dict[str, Any], targets: list[Target],
         out += _table(["Request", "c", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"], rows)
         out.append("")
 
+    out += _grpc_section(results, targets, summary)
+
     rows = []
     for name, info in results["servers"].items():
         mem = info.get("memory") or {}
@@ -235,3 +244,56 @@ def markdown(results: dict[str, Any], targets: list[Target],
         out.append(f"- our service started with extra args: `{' '.join(cfg['ours_args'])}`")
     out.append("")
     return "\n".join(out)
+
+
+def _grpc_section(results: dict[str, Any], targets: list[Target],
+                  summary: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Each gRPC target beside its HTTP twin (same model, same tensor), and the goals."""
+    labels = {t.key: t.label for t in targets}
+    rows = []
+    for t in (t for t in targets if t.protocol == "grpc"):
+        twin = GRPC_TWINS.get(t.key, "")
+        for conc in t.concurrency:
+            cell = summary.get(t.key, {}).get(conc)
+            if cell is None:
+                continue
+            http = summary.get(twin, {}).get(conc)
+            rows.append([
+                t.label, str(results["payload_bytes"][t.payload]), str(conc),
+                _fmt(cell["rps"]), _fmt(cell["p50_ms"]), _fmt(cell["p99_ms"]),
+                labels.get(twin, twin) if http else "-",
+                _fmt(http["rps"]) if http else "-",
+                _fmt(http["p50_ms"]) if http else "-",
+                _ratio(cell["rps"].median, http["rps"].median) if http else "-",
+                _ratio(http["p50_ms"].median, cell["p50_ms"].median) if http else "-",
+                _fmt(cell.get(CLIENT_CPU)), str(cell["errors"])])
+    if not rows:
+        return []
+    out = ["## Ours: gRPC (KServe V2) beside HTTP", ""]
+    out += _table(["gRPC request", "request bytes", "c", "req/s", "p50 ms", "p99 ms",
+                   "HTTP twin", "HTTP req/s", "HTTP p50 ms", "req/s: gRPC / HTTP",
+                   "p50: HTTP / gRPC", "client CPU", "errors"], rows)
+    out += ["", "Load: bench/grpc_load.py (grpc.aio, one channel per process, the request "
+            "serialised once, answers not parsed), pinned to the client CPU like wrk; 2 "
+            "processes from c=16. client CPU: cores the load generator used over the "
+            "window, summed over its processes; near 1.0 (one pinned core) the number is "
+            "the client's ceiling, not the server's. errors: calls with a status other "
+            "than OK. Above 1x in the ratio columns: gRPC is better."]
+    goals = []
+    digits = _median(summary, "grpc-digits64", 8, "rps")
+    digits_http = _median(summary, GRPC_TWINS["grpc-digits64"], 8, "rps")
+    if digits and digits_http:
+        goals.append(f"64 digits at c=8, gRPC req/s >= HTTP V2 binary req/s: "
+                     f"{_num(digits)} vs {_num(digits_http)} "
+                     f"({_ratio(digits, digits_http)}): "
+                     + ("met" if digits >= digits_http else "**not met**"))
+    p50 = _median(summary, "grpc-wine-v2", 1, "p50_ms")
+    if p50:
+        goals.append(f"wine v2 one row at c=1, gRPC p50 <= {GRPC_P50_GOAL_MS} ms: "
+                     f"{_num(p50)} ms: "
+                     + ("met" if p50 <= GRPC_P50_GOAL_MS else "**not met**")
+                     + " (the goal is for a quiet machine: see the load averages below)")
+    if goals:
+        out += ["", "Goals:", ""] + [f"- {g}" for g in goals]
+    out.append("")
+    return out

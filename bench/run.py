@@ -4,8 +4,9 @@
     make bench BENCH_ARGS="--duration 3 --rounds 1"
 
 Starts every server once (baseline venvs are created on first use), measures each target
-with wrk in interleaved rounds, and writes bench/results/<UTC timestamp>.{md,json} and
-bench/results/latest.md. See bench/README.md for what is measured and why.
+with wrk (HTTP) or grpc_load.py (gRPC) in interleaved rounds, and writes
+bench/results/<UTC timestamp>.{md,json} and bench/results/latest.md. See bench/README.md
+for what is measured and why.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -29,12 +31,14 @@ from types import FrameType
 from typing import Any
 
 import envs
+import grpc_load
 import machine
 import payloads
 import procs
 import report
 import wrk
 from servers import (
+    GRPC_SPLIT_FROM,
     MLSERVER_BATCH_SIZE,
     MLSERVER_BATCH_TIME,
     SERVERS,
@@ -48,7 +52,8 @@ from servers import C as CONCURRENCY
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-OURS_PACKAGES = ["fastapi", "uvicorn", "tensorflow-cpu", "keras", "scikit-learn", "numpy"]
+OURS_PACKAGES = ["fastapi", "uvicorn", "tensorflow-cpu", "keras", "scikit-learn", "numpy",
+                 "grpcio", "protobuf"]
 
 
 def _env_default(name: str, default: str) -> str:
@@ -70,7 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated subset of: "
                         + ", ".join(s.name for s in SERVERS) + " (default all)")
     p.add_argument("--no-extras", action="store_true",
-                   help="skip our service's digits-protocol and 256-row batch measurements")
+                   help="skip our service's digits-protocol, 256-row batch and gRPC "
+                        "measurements")
+    p.add_argument("--no-grpc", action="store_true",
+                   help="skip the gRPC measurements (and the gRPC floor server)")
     p.add_argument("--ours-args", default=_env_default("BENCH_OURS_ARGS", ""),
                    help="extra arguments for our service, e.g. '--workers 2' "
                         "(env BENCH_OURS_ARGS; MODELSERVE_* variables are passed through too)")
@@ -78,7 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="MLServer adaptive batching as MAX_BATCH_SIZE,MAX_BATCH_TIME_S "
                         "(default: see servers.py)")
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for servers")
-    p.add_argument("--client-cpus", default="1", help="taskset CPU list for wrk")
+    p.add_argument("--client-cpus", default="1",
+                   help="taskset CPU list for wrk and grpc_load.py")
     p.add_argument("--no-pin", action="store_true", help="do not pin anything to CPUs")
     p.add_argument("--start-timeout", type=float, default=300.0,
                    help="seconds a server may take to answer its first prediction")
@@ -95,11 +104,37 @@ def select(args: argparse.Namespace) -> tuple[list[Server], list[Target]]:
     unknown = wanted - {s.name for s in SERVERS}
     if unknown:
         sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
-    servers = [s for s in SERVERS if not wanted or s.name in wanted]
-    names = {s.name for s in servers}
-    targets = [t for t in TARGETS if t.server in names
-               and not (args.no_extras and t.section != "main")]
+    servers = [s for s in SERVERS if not wanted or s.name in wanted or s.group in wanted]
+    targets = [t for t in TARGETS if t.server in {s.name for s in servers}
+               and not (args.no_extras and t.section != "main")
+               and not (args.no_grpc and t.protocol == "grpc")]
+    # A server left without targets (the gRPC floor under --no-grpc) is not started.
+    servers = [s for s in servers if any(t.server == s.name for t in targets)]
     return servers, targets
+
+
+@dataclass(frozen=True)
+class Bodies:
+    http: dict[str, payloads.Payload]
+    grpc: dict[str, bytes]  # serialised ModelInferRequests
+    files: dict[str, Path]  # every body (HTTP and gRPC) on disk, for wrk and grpc_load.py
+    rows: dict[str, int]  # instances in one request
+
+    @classmethod
+    def build(cls, scratch: Path) -> Bodies:
+        http = payloads.build(REPO / "models")
+        tensors = payloads.build_grpc(REPO / "models")
+        grpc = {key: grpc_load.request_bytes(p.model, p.version, p.input, p.shape, p.raw)
+                for key, p in tensors.items()}
+        files = {key: p.write(scratch) for key, p in http.items()}
+        for key, body in grpc.items():
+            files[key] = scratch / f"{key}.pb"
+            files[key].write_bytes(body)
+        rows = {k: p.rows for k, p in http.items()} | {k: p.rows for k, p in tensors.items()}
+        return cls(http, grpc, files, rows)
+
+    def size(self, key: str) -> int:
+        return len(self.grpc[key]) if key in self.grpc else len(self.http[key].body)
 
 
 # --- starting servers -----------------------------------------------------------------
@@ -115,7 +150,7 @@ def _post(url: str, payload: payloads.Payload, timeout: float) -> tuple[int, byt
         return exc.code, exc.read()
 
 
-def start(server: Server, ctx: LaunchContext, first: Target, payload: payloads.Payload,
+def start(server: Server, ctx: LaunchContext, first: Target, bodies: Bodies,
           args: argparse.Namespace, scratch: Path) -> tuple[procs.ServerProcess, float, str]:
     """Spawn ``server`` and wait for its first successful prediction (the cold start)."""
     launch = server.launch(ctx)
@@ -124,15 +159,31 @@ def start(server: Server, ctx: LaunchContext, first: Target, payload: payloads.P
                        env=os.environ | launch.env, cwd=launch.cwd,
                        log_path=scratch / f"{server.name}.log")
     try:
-        cold = _first_prediction(proc, f"http://127.0.0.1:{ctx.port}{first.path}", payload,
-                                 args.start_timeout)
+        cold = _first_prediction(proc, lambda: _try(first, ctx, bodies), args.start_timeout)
     except BaseException:  # not yet in the caller's list of running servers: stop it here
         procs.stop(proc)
         raise
     return proc, cold, launch.notes
 
 
-def _first_prediction(proc: procs.ServerProcess, url: str, payload: payloads.Payload,
+def _try(target: Target, ctx: LaunchContext, bodies: Bodies, timeout: float = 5) -> str:
+    """One prediction on ``target``: "" if it succeeded, else what went wrong."""
+    if target.protocol == "grpc":
+        try:
+            grpc_load.check(f"127.0.0.1:{ctx.grpc_port}", bodies.grpc[target.payload],
+                            timeout=timeout)
+        except Exception as exc:  # refused while it boots, or a bad answer
+            return f"gRPC {target.path}: {exc}"
+        return ""
+    try:
+        status, body = _post(f"http://127.0.0.1:{ctx.port}{target.path}",
+                             bodies.http[target.payload], timeout=timeout)
+    except OSError as exc:  # refused while it boots, or reset
+        return str(exc)
+    return "" if status == 200 else f"HTTP {status}: {body[:500]!r}"
+
+
+def _first_prediction(proc: procs.ServerProcess, attempt: Callable[[], str],
                       timeout: float) -> float:
     # Polls the predict endpoint, not a health check: "ready" should mean "answers".
     deadline = proc.started + timeout
@@ -141,25 +192,20 @@ def _first_prediction(proc: procs.ServerProcess, url: str, payload: payloads.Pay
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} before "
                                f"serving:\n{proc.log_tail()}")
-        try:
-            status, body = _post(url, payload, timeout=5)
-        except OSError as exc:  # refused while it boots, or reset
-            last = str(exc)
-        else:
-            if status == 200:
-                return time.monotonic() - proc.started
-            last = f"HTTP {status}: {body[:300]!r}"
+        last = attempt()
+        if not last:
+            return time.monotonic() - proc.started
         time.sleep(0.05)
     raise RuntimeError(f"{proc.name} gave no prediction in {timeout:.0f} s "
                        f"(last: {last}):\n{proc.log_tail()}")
 
 
-def check(target: Target, port: int, payload: payloads.Payload) -> None:
-    """One request per target before measuring: a 4xx here means the bench's body is wrong."""
-    status, body = _post(f"http://127.0.0.1:{port}{target.path}", payload, timeout=30)
-    if status != 200:
-        raise RuntimeError(f"{target.key}: POST {target.path} answered {status}: "
-                           f"{body[:500].decode(errors='replace')}")
+def check(target: Target, ctx: LaunchContext, bodies: Bodies) -> None:
+    """One request per target before measuring: a failure here means the bench's body is
+    wrong."""
+    error = _try(target, ctx, bodies, timeout=30)
+    if error:
+        raise RuntimeError(f"{target.key}: {error}")
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -191,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     scratch = RESULTS_DIR / "tmp" / stamp
     scratch.mkdir(parents=True)
-    bodies = payloads.build(REPO / "models")
-    body_files = {key: p.write(scratch) for key, p in bodies.items()}
+    bodies = Bodies.build(scratch)
     ours_args = tuple(shlex.split(args.ours_args))
 
     results: dict[str, Any] = {
@@ -206,13 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         "venvs": {"ours (.venv)": {"versions": _ours_versions()}}
         | {v.name: {"versions": v.versions, "install_seconds": v.install_seconds}
            for v in venvs.values()},
-        "payload_bytes": {k: len(p.body) for k, p in bodies.items()},
-        "payload_rows": {k: p.rows for k, p in bodies.items()},
+        "payload_bytes": {k: bodies.size(k) for k in bodies.files},
+        "payload_rows": bodies.rows,
         "servers": {},
         "measurements": [],
     }
     running: dict[str, procs.ServerProcess] = {}
-    ports: dict[str, int] = {}
+    contexts: dict[str, LaunchContext] = {}
     ok = False
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     # Also for SIGINT: a shell starts background jobs with SIGINT ignored, which Python
@@ -224,11 +269,13 @@ def main(argv: list[str] | None = None) -> int:
             python = venvs[server.venv].python if server.venv else Path(sys.executable)
             server_dir = scratch / server.name
             server_dir.mkdir()
-            ctx = LaunchContext(port=procs.free_port(), scratch=server_dir, repo=REPO,
-                                python=python, extra_args=ours_args, mlserver_batch=batch)
+            port = procs.free_port()
+            ctx = LaunchContext(port=port, grpc_port=procs.free_port(exclude={port}),
+                                scratch=server_dir, repo=REPO, python=python,
+                                extra_args=ours_args, mlserver_batch=batch)
             print(f"[start] {server.name} ...", end=" ", flush=True)
-            proc, cold, notes = start(server, ctx, first, bodies[first.payload], args, scratch)
-            running[server.name], ports[server.name] = proc, ctx.port
+            proc, cold, notes = start(server, ctx, first, bodies, args, scratch)
+            running[server.name], contexts[server.name] = proc, ctx
             proc.remember_tree()
             print(f"first prediction after {cold:.1f} s", flush=True)
             results["servers"][server.name] = {"summary": server.summary,
@@ -241,15 +288,20 @@ def main(argv: list[str] | None = None) -> int:
                 results["servers"][server.name]["all_ready_s"] = round(ready, 2)
                 print(f"[start] ours: every version loaded after {ready:.1f} s", flush=True)
         for target in targets:
-            check(target, ports[target.server], bodies[target.payload])
+            check(target, contexts[target.server], bodies)
 
         for rnd in range(1, args.rounds + 1):
             for target in targets:  # interleaved: every target once per round
                 for conc in target.concurrency:
-                    result = measure(target, conc, ports[target.server], bodies, body_files, args)
+                    result = measure(target, conc, contexts[target.server], bodies, args)
                     results["measurements"].append({"round": rnd, "target": target.key}
                                                    | result.as_dict())
                     flag = f"  ERRORS {result.errors}" if result.errors else ""
+                    if isinstance(result, grpc_load.GrpcResult):
+                        flag += (f"  client CPU {result.client_cpu:.2f} "
+                                 f"({result.processes} process(es))")
+                        if result.codes:
+                            flag += f" {result.codes}"
                     if result.requests == 0:  # its latencies read 0: not a real number
                         flag += "  NO REPLY within the duration (raise --duration)"
                     print(f"[round {rnd}/{args.rounds}] {target.key:18} c={conc:<3} "
@@ -258,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             for proc in running.values():
                 proc.remember_tree()
 
-        if "ours" in ports and "digits_photo" in bodies:
-            results["image_cost"] = image_cost(ports["ours"], bodies["digits_photo"].body)
+        if "ours" in contexts and "digits_photo" in bodies.http:
+            results["image_cost"] = image_cost(contexts["ours"].port,
+                                               bodies.http["digits_photo"].body)
         for name, proc in running.items():
             results["servers"][name]["memory"] = asdict(procs.tree_memory(proc.pid))
         results["machine"]["loadavg_at_end"] = machine.loadavg()
@@ -292,18 +345,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(target: Target, conc: int, port: int, bodies: dict[str, payloads.Payload],
-            body_files: dict[str, Path], args: argparse.Namespace) -> wrk.WrkResult:
-    url = f"http://127.0.0.1:{port}{target.path}"
-    payload = bodies[target.payload]
+def measure(target: Target, conc: int, ctx: LaunchContext, bodies: Bodies,
+            args: argparse.Namespace) -> wrk.WrkResult | grpc_load.GrpcResult:
     cpus = None if args.no_pin else args.client_cpus
-    if args.warmup > 0:  # same load, result discarded: JIT paths, caches, connection setup
-        wrk.run(url, body_files[target.payload], payload.headers, concurrency=conc,
-                seconds=args.warmup, cpus=cpus)
     # wrk drops requests still in flight when its time is up, so a window shorter than
     # one request's latency under load records nothing: slow targets set a minimum.
-    return wrk.run(url, body_files[target.payload], payload.headers, concurrency=conc,
-                   seconds=max(args.duration, target.min_seconds), cpus=cpus)
+    seconds = max(args.duration, target.min_seconds)
+    body_file = bodies.files[target.payload]
+    if target.protocol == "grpc":
+        # Warm-up inside each load process, on the channel it then measures with.
+        return grpc_load.run(f"127.0.0.1:{ctx.grpc_port}", body_file, concurrency=conc,
+                             seconds=seconds, warmup=args.warmup, cpus=cpus,
+                             processes=2 if conc >= GRPC_SPLIT_FROM else 1)
+    url = f"http://127.0.0.1:{ctx.port}{target.path}"
+    headers = bodies.http[target.payload].headers
+    if args.warmup > 0:  # same load, result discarded: JIT paths, caches, connection setup
+        wrk.run(url, body_file, headers, concurrency=conc, seconds=args.warmup, cpus=cpus)
+    return wrk.run(url, body_file, headers, concurrency=conc, seconds=seconds, cpus=cpus)
 
 
 def image_cost(port: int, png: bytes, repeat: int = 50) -> dict[str, float]:

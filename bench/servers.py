@@ -32,6 +32,7 @@ MLSERVER_BATCH_TIME = 0.05
 @dataclass(frozen=True)
 class LaunchContext:
     port: int
+    grpc_port: int  # picked free for every server; ours and the gRPC floor listen on it
     scratch: Path  # private directory for generated config, removed after the run
     repo: Path
     python: Path  # interpreter of the server's venv
@@ -53,6 +54,7 @@ class Server:
     venv: str | None  # baseline venv (bench/.venvs/<venv>), None for the product's venv
     summary: str
     launch: Callable[[LaunchContext], Launch]
+    group: str = ""  # --servers GROUP selects it too (the gRPC floor comes with "floor")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Target:
     concurrency: tuple[int, ...]
     section: str = "main"  # main | digits | batch
     min_seconds: float = 0.0  # floor on the measurement window (see run.measure)
+    protocol: str = "http"  # http (wrk, path is the URL path) | grpc (grpc_load.py)
 
 
 # --- launchers ----------------------------------------------------------------------
@@ -73,6 +76,7 @@ class Target:
 def _ours(ctx: LaunchContext) -> Launch:
     # The product's own entry point and venv (this interpreter runs bench/run.py).
     argv = [sys.executable, "-m", "service.server", "--port", str(ctx.port),
+            "--grpc-port", str(ctx.grpc_port),
             "--repository", str(ctx.repo / "models"), "--log-level", "warning",
             *ctx.extra_args]
     return Launch(argv, ctx.repo, notes=" ".join(ctx.extra_args))
@@ -89,6 +93,11 @@ def _uvicorn(ctx: LaunchContext, app: str, *flags: str) -> list[str]:
 def _floor(ctx: LaunchContext) -> Launch:
     return Launch(_uvicorn(ctx, "floor_app:app", "--loop", "uvloop", "--http", "httptools",
                            "--lifespan", "off"), BENCH_DIR)
+
+
+def _grpc_floor(ctx: LaunchContext) -> Launch:
+    return Launch([sys.executable, str(BASELINES_DIR / "grpc_floor.py"),
+                   "--port", str(ctx.grpc_port)], BENCH_DIR)
 
 
 def _tutorial(ctx: LaunchContext) -> Launch:
@@ -150,6 +159,8 @@ def _mlserver_batch(ctx: LaunchContext) -> Launch:
 
 SERVERS: list[Server] = [
     Server("floor", "floor", "bare ASGI + orjson on uvicorn (uvloop, httptools)", _floor),
+    Server("grpc-floor", None, "bare grpc.aio server, constant ModelInferResponse",
+           _grpc_floor, group="floor"),
     Server("ours", None, "modelserve (service.server)", _ours),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
@@ -163,6 +174,8 @@ WINE_V2_TFS = "/v1/models/wine-quality/versions/2:predict"
 
 TARGETS: list[Target] = [
     Target("floor", "floor", "HTTP floor (constant JSON)", WINE_V1, "wine_tfs", C),
+    Target("grpc-floor", "grpc-floor", "gRPC floor (constant response)", "ModelInfer",
+           "grpc_wine_v2", C, "grpc", protocol="grpc"),
     Target("ours-keras", "ours", "ours: wine v1 Keras, TF-Serving", WINE_V1, "wine_tfs", C),
     # 0.05-0.2 s per request on one core, so 2-10 s per request at c=32: a shorter window
     # would complete only a handful of requests.
@@ -172,6 +185,8 @@ TARGETS: list[Target] = [
            "wine_tfs", C),
     Target("ours-sklearn-v2", "ours", "ours: wine v2 sklearn, V2",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
+    Target("grpc-wine-v2", "ours", "ours: wine v2 sklearn, 1 row, gRPC", "ModelInfer",
+           "grpc_wine_v2", C, "grpc", protocol="grpc"),
     Target("mlserver", "mlserver", "MLServer: wine sklearn, V2", "/v2/models/wine-quality/infer",
            "wine_v2_proba", C),
     Target("mlserver-batch", "mlserver-batch", "MLServer batching: wine sklearn, V2",
@@ -194,6 +209,8 @@ TARGETS: list[Target] = [
            "/v1/models/digits:predict", "digits_tfs", (8,), "digits"),
     Target("digits64-v2-binary", "ours", "digits v1 MLP, 64 images, V2 binary (Triton)",
            "/v2/models/digits/versions/1/infer", "digits64_v2_binary", (8,), "digits"),
+    Target("grpc-digits64", "ours", "digits v1 MLP, 64 images, gRPC (raw_input_contents)",
+           "ModelInfer", "grpc_digits64", (8,), "grpc", protocol="grpc"),
     Target("digits64-v2-json", "ours", "digits v1 MLP, 64 images, V2 JSON",
            "/v2/models/digits/versions/1/infer", "digits64_v2_json", (8,), "digits"),
     Target("digits64-tfs", "ours", "digits v1 MLP, 64 images, TF-Serving JSON",
@@ -213,3 +230,16 @@ COMPARISONS: list[tuple[str, str]] = [
 ]
 
 FLOOR = "floor"
+
+# gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
+GRPC_TWINS: dict[str, str] = {
+    "grpc-floor": "floor",
+    "grpc-wine-v2": "ours-sklearn-v2",
+    "grpc-digits64": "digits64-v2-binary",
+}
+
+# From this concurrency on, gRPC load comes from 2 grpc_load.py processes (on the same
+# client core): in trials against the gRPC floor at c=32, one Python grpc.aio client
+# used ~0.85 of its core (it waits on handoffs between grpc's poller thread and the event
+# loop), two ~0.93. Each process reports its CPU, so a client-bound result shows.
+GRPC_SPLIT_FROM = 16

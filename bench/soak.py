@@ -574,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = soak_plan.build(REPO / "models")
     port = procs.free_port()
     argv_serve = [str(MODELSERVE), "serve", "--repository", str(REPO / "models"),
-                  "--port", str(port), *shlex.split(args.serve_args)]
+                  "--port", str(port), "--grpc-port", str(procs.free_port(exclude={port})),
+                  *shlex.split(args.serve_args)]  # last: --serve-args may override both
     command = " ".join(["bench/soak.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
     facts = _machine_facts()
     print(f"[soak] {len(endpoints)} endpoints, warm-up {args.warmup:g} s, soak "
