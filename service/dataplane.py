@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from service import __version__, tensors
+from service import __version__, security, tensors
 from service.batch import Batch
 from service.errors import InvalidInput, NotFound, Overloaded, Unavailable
 from service.inference import Inference
@@ -110,6 +110,9 @@ class DataPlane:
         self.repository = repository
         self.inference = inference
         self.admission = Admission(settings.max_inflight)
+        # One checker for every protocol: a key's rate limit counts HTTP and gRPC calls
+        # alike. None when no key is configured.
+        self.access = security.access_control(settings)
         # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
         self.draining = False
 

@@ -57,7 +57,7 @@ class Gateway:
         self.plane = plane
         self.admission = plane.admission
         # None when no key is configured: then nothing is checked at all.
-        self.access = security.access_control(settings)
+        self.access = plane.access
         self.access_log = settings.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

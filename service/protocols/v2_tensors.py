@@ -66,7 +66,7 @@ def decode_raw(blob: bytes | memoryview, datatype: str, shape: list[int],
     count = math.prod(shape)  # exact Python ints: np.prod costs µs and can overflow
     size = len(blob)
     if datatype == "BYTES":
-        arr = _bytes_elements(bytes(blob), count, where)
+        arr = _bytes_elements(bytes(blob), count, where, source)
     else:
         itemsize = 1 if datatype == "BOOL" else np.dtype(NUMERIC[datatype]).itemsize
         if size != count * itemsize:
@@ -165,11 +165,11 @@ _CARRIERS = {"FP64": _NUMBERS, "FP32": _NUMBERS, "INT64": _NUMBERS, "UINT8": _NU
              "BOOL": {"BOOL"}, "BYTES": {"BYTES"}}
 
 
-def _bytes_elements(blob: bytes, count: int, where: str) -> np.ndarray:
+def _bytes_elements(blob: bytes, count: int, where: str, source: str) -> np.ndarray:
     """Triton's BYTES encoding: each element a 4-byte little-endian length and its bytes."""
     if count * 4 > len(blob):  # before allocating anything the shape claims
         raise InvalidInput(f"{where}: {count} BYTES elements need at least {count * 4} bytes, "
-                           f"binary_data_size says {len(blob)}.")
+                           f"{source} holds {len(blob)}.")
     out = np.empty(count, dtype=object)
     pos = 0
     for k in range(count):

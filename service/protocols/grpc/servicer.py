@@ -22,7 +22,7 @@ import orjson
 
 from service import security
 from service.dataplane import DataPlane, InferenceRequest
-from service.errors import HTTP_STATUS_OF_GRPC, INTERNAL, ApiError, grpc_code
+from service.errors import HTTP_STATUS_OF_GRPC, INTERNAL, ApiError, NotFound, grpc_code
 from service.observability import context, logs
 from service.observability.requests import new_request_id
 from service.protocols.grpc import tensors
@@ -42,7 +42,7 @@ _ADMIN = frozenset({"RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUn
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
-        self.access = security.access_control(plane.settings)
+        self.access = plane.access
         self.access_log = plane.settings.access_log
 
     # --- health and metadata -------------------------------------------------------------
@@ -128,6 +128,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 admitted = True
                 if self.access is not None:
                     self.access.authorize(method in _ADMIN, _headers(metadata))
+                elif method in _ADMIN:  # no key configured at all: management is off
+                    raise NotFound(security.ADMIN_OFF)
             elif self.access is not None and method == "ModelReady":
                 self.access.authorize(False, _headers(metadata))
             return await run()
