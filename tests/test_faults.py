@@ -249,7 +249,7 @@ def test_artifact_changed_on_disk_is_reported_while_the_verified_copy_serves(tmp
     shutil.copytree(MODELS / "wine-quality" / "2", repo / "wine-quality" / "2")
     artifact = repo / "wine-quality" / "2" / "model.joblib"
     with running(repo, tmp_path, env={"MODELSERVE_POLL_INTERVAL_S": "0.3"}) as srv:
-        with httpx.Client(base_url=srv.url, timeout=10) as client:
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
             def status() -> dict:
                 [s] = client.get("/v1/models/wine-quality").json()["model_version_status"]
                 return s
