@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 0.0.0.0
 PORT   ?= 8000
 
-# Install and start: the Dockerfile runs these same commands (tests/test_deploy.py checks
+# Install and start: the Dockerfile runs these same commands (tests/deploy/ checks
 # it with `make -n`): the venv and PIP_INSTALL lines, without -e and without the
 # train,dev extras, and SERVE with the same MODELSERVE_HOST / MODELSERVE_PORT.
 PIP_INSTALL := python -m pip install --quiet
@@ -34,7 +34,7 @@ serve: install
 test: install test-tools
 	$(BIN)/python -m pytest
 
-# Debian tools some tests use (tests/test_deploy.py, tests/test_prometheus.py):
+# Debian tools some tests use (tests/deploy/, tests/test_prometheus.py):
 # docker-compose (`config` only, no engine needed) and prometheus. Best effort and quick
 # once installed: if they cannot be installed, those tests skip and say why.
 test-tools:

@@ -57,20 +57,28 @@ def read_keys(inline: str, file: Path | None, what: str) -> list[str]:
     ``#`` comments ignored). A configured file that is missing or has no key is an error:
     access control must not silently switch off."""
     keys = [k.strip() for k in inline.split(",") if k.strip()]
+    _check_keys(keys, what)
     if file is not None:
         try:
             text = Path(file).read_text(encoding="utf-8")
         except OSError as exc:
             raise KeyConfigError(f"{what}_file {file}: cannot read it ({exc.strerror}).") from None
+        except UnicodeDecodeError:
+            raise KeyConfigError(f"{what}_file {file}: not UTF-8 text.") from None
         from_file = [line.split("#", 1)[0].strip() for line in text.splitlines()]
         from_file = [k for k in from_file if k]
         if not from_file:
             raise KeyConfigError(f"{what}_file {file} holds no key.")
+        _check_keys(from_file, f"{what}_file {file}")
         keys.extend(from_file)
+    return keys
+
+
+def _check_keys(keys: list[str], where: str) -> None:
     for k in keys:
         if any(c.isspace() for c in k) or not k.isprintable():
-            raise KeyConfigError(f"a key in {what} contains whitespace or unprintable characters.")
-    return keys
+            raise KeyConfigError(f"a key in {where} contains whitespace or unprintable "
+                                 "characters.")
 
 
 def digest(key: bytes) -> bytes:

@@ -115,12 +115,17 @@ class InputSig:
 
     def v2_datatype(self) -> str | None:
         """The datatype of this input as one V2 tensor (None: one tensor per feature)."""
+        try:
+            return self._v2_datatype
+        except AttributeError:  # first call: asked for every V2 request, computed once
+            pass
         if self.kind == "image":
-            return V2_IMAGE[self.dtype.name]
-        wires = {f.wire for f in self.features}
-        if self.dtype == object or len(wires) != 1:
-            return None
-        return wires.pop()
+            datatype: str | None = V2_IMAGE[self.dtype.name]
+        else:
+            wires = {f.wire for f in self.features}
+            datatype = None if self.dtype == object or len(wires) != 1 else wires.pop()
+        self._v2_datatype = datatype
+        return datatype
 
 
 class Signature:

@@ -62,7 +62,9 @@ def copy_version(tmp_path):
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
 import httpx  # noqa: E402
@@ -79,7 +81,11 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, repository: Path, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    """The service as a child process (``python -m service.server``) on a free port, its
+    output in a log file under ``log_dir``."""
+
+    def __init__(self, repository: Path, log_dir: Path, env: dict[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Every server gets its own gRPC port too (the default 8001 would be shared).
@@ -88,7 +94,7 @@ class Server:
         self.log = open(log_dir / f"server-{self.port}.log", "w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.server", "--repository", str(repository),
-             "--port", str(self.port), "--grpc-port", str(self.grpc_port)],
+             "--port", str(self.port), "--grpc-port", str(self.grpc_port), *args],
             cwd=ROOT, env={**os.environ, **TEST_LIMITS, **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -107,10 +113,22 @@ class Server:
             time.sleep(0.3)
         raise TimeoutError(f"server not ready: {self.output()}")
 
+    def wait_exit(self, timeout: float = 120) -> int:
+        """The exit status of a server expected to stop by itself (e.g. refusing to start)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"server still running after {timeout} s: "
+                                 f"{self.output()}") from None
+
     def output(self) -> str:
+        """The end of the log, for failure messages."""
+        return self.log_text()[-3000:]
+
+    def log_text(self) -> str:
+        """Everything the server has written so far."""
         self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-3000:]
+        return Path(self.log.name).read_text()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -118,15 +136,71 @@ class Server:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
         self.log.close()
 
 
 @contextmanager
-def running(repository: Path, log_dir: Path, env: dict[str, str] | None = None):
-    """A server on ``repository``, settled, stopped on the way out."""
-    srv = Server(repository, log_dir, env)
+def running(repository: Path, log_dir: Path, env: dict[str, str] | None = None, *,
+            settle: bool = True, args: Sequence[str] = ()) -> Iterator[Server]:
+    """A server on ``repository``, settled (unless ``settle=False``, for tests that watch
+    the start-up), stopped on the way out."""
+    srv = Server(repository, log_dir, env, args)
     try:
-        srv.wait_settled()
+        if settle:
+            srv.wait_settled()
+        yield srv
+    finally:
+        srv.stop()
+
+
+class InProcessServer:
+    """The real ASGI app (the gateway in front of FastAPI) under uvicorn on a real port,
+    run by a thread of the test process so that a test can reach the loaded models.
+    uvicorn's thread runs the app; the test thread only reads ``services`` (the data
+    plane)."""
+
+    def __init__(self, repository: Path, **settings: object) -> None:
+        import uvicorn
+
+        from service.app import create_asgi
+        from service.settings import Settings
+
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.app = create_asgi(Settings(repository=repository, port=port, grpc_port=0,
+                                        **settings))
+        self.services = self.app.plane
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+            lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self, timeout: float = 120) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                raise RuntimeError("the in-process server stopped during start-up")
+            try:
+                if httpx.get(self.url + "/v2/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the in-process server did not become ready")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+
+
+@contextmanager
+def running_in_process(repository: Path, **settings: object) -> Iterator[InProcessServer]:
+    """``running`` for a server in this process (``settings`` are Settings fields)."""
+    srv = InProcessServer(repository, **settings)
+    try:
+        srv.start()
         yield srv
     finally:
         srv.stop()

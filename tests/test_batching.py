@@ -13,25 +13,39 @@ import pytest
 
 from service.batching import Batcher, BatchPolicy, InferenceFailed, Overloaded, TimedOut
 
+WAIT_S = 60.0  # deadline of every wait on an event: generous, never reached when all is well
+
 
 class FakeModel:
-    """Doubles its input; records each call's row count; can be slowed or made to fail
-    on rows holding -1."""
+    """Doubles its input; records each call's row count; can be held (a call starts,
+    then waits for ``release``) or made to fail on rows holding -1. ``started`` and
+    ``returned`` are set by the calling thread, for the test thread to wait on."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.calls: list[int] = []
-        self.delay = delay
         self.release = threading.Event()
         self.release.set()
+        self.started = threading.Event()
+        self.returned = threading.Event()
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.calls.append(len(batch))
-        self.release.wait(10)
-        if self.delay:
-            time.sleep(self.delay)
-        if (batch == -1).any():
-            raise ValueError("bad row")
-        return {"value": batch[:, 0] * 2}
+        self.started.set()
+        try:
+            assert self.release.wait(WAIT_S), "the test never released the model"
+            if (batch == -1).any():
+                raise ValueError("bad row")
+            return {"value": batch[:, 0] * 2}
+        finally:
+            self.returned.set()
+
+
+async def until(check, what: str) -> None:
+    """Yield to the event loop until ``check()`` holds."""
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.001)
 
 
 def rows(*values: float) -> np.ndarray:
@@ -83,10 +97,10 @@ def test_batches_never_exceed_max_rows(make):
 def test_a_lone_request_does_not_wait_for_a_batch_window(make):
     model = FakeModel()
     # A max wait far longer than the test allows: it must not apply to an idle model.
-    batcher = make(model, max_wait=30.0)
+    batcher = make(model, max_wait=10 * WAIT_S)
 
     async def main():
-        return await asyncio.wait_for(batcher.submit(rows(3)), timeout=5)
+        return await asyncio.wait_for(batcher.submit(rows(3)), timeout=WAIT_S)
 
     assert asyncio.run(main())["value"].tolist() == [6]
     assert model.calls == [1]
@@ -114,9 +128,10 @@ def test_full_queue_answers_503_with_retry_after(make):
 
     async def main():
         first = asyncio.ensure_future(batcher.submit(rows(0)))
-        await asyncio.sleep(0.05)  # the first call has started and holds the model
+        # The first call has started and holds the model.
+        await asyncio.to_thread(model.started.wait, WAIT_S)
         queued = [asyncio.ensure_future(batcher.submit(rows(i, i))) for i in (1, 2)]
-        await asyncio.sleep(0)
+        await until(lambda: batcher.queued_rows == 4, "both requests to queue")
         with pytest.raises(Overloaded) as refused:
             await batcher.submit(rows(9))
         model.release.set()
@@ -144,7 +159,8 @@ def test_full_queue_answers_503_with_retry_after(make):
 
 
 def test_timeout_answers_504_and_the_batcher_keeps_serving():
-    model = FakeModel(delay=0.3)
+    model = FakeModel()
+    model.release.clear()  # the call outlasts the timeout: it returns only when released
     pool = ThreadPoolExecutor(1)
     batcher = Batcher("Model 'fake' version 1", model,
                       BatchPolicy(inline=False, timeout=0.05), pool)
@@ -152,8 +168,9 @@ def test_timeout_answers_504_and_the_batcher_keeps_serving():
     async def main():
         with pytest.raises(TimedOut) as late:
             await batcher.submit(rows(1))
-        model.delay = 0.0
-        await asyncio.sleep(0.4)  # the slow call finishes in the background
+        model.release.set()
+        # The slow call finishes in the background.
+        assert await asyncio.to_thread(model.returned.wait, WAIT_S)
         return late.value, await batcher.submit(rows(5))
 
     late, after = asyncio.run(main())
@@ -171,17 +188,19 @@ def test_requests_that_time_out_while_queued_are_never_run():
 
     async def main():
         first = asyncio.ensure_future(batcher.submit(rows(1)))
-        await asyncio.sleep(0.02)
+        await asyncio.to_thread(model.started.wait, WAIT_S)
         queued = await asyncio.gather(batcher.submit(rows(2)), return_exceptions=True)
         model.release.set()
         await asyncio.gather(first, return_exceptions=True)
-        await asyncio.sleep(0.05)
-        return queued[0]
+        # A later request runs after anything still queued, or merged with it.
+        later = await batcher.submit(rows(3))
+        return queued[0], later
 
-    late = asyncio.run(main())
+    late, later = asyncio.run(main())
     pool.shutdown()
     assert isinstance(late, TimedOut)
-    assert model.calls == [1], "a request that had already timed out was still run"
+    assert later["value"].tolist() == [6]
+    assert model.calls == [1, 1], "a request that had already timed out was still run"
     assert batcher.queued_rows == 0
 
 

@@ -30,56 +30,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_asgi
 from service.observability.logs import JsonFormatter
-from service.settings import Settings
-from tests.conftest import MODELS, Server, _free_port
+from tests.conftest import MODELS, Server, running, running_in_process
 
 WINE_ROW = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
 HOUSING_ROW = [8.3252, 41.0, 6.984, 1.024, 322.0, 2.556, 37.88, -122.23]
 ROWS = {"wine-quality": WINE_ROW, "housing": HOUSING_ROW}
 # Text the injected exception carries: it must stay in the server log, not the response.
 SECRET = "secret-internal-detail /srv/modelserve/internal.py line 42"
-
-
-# --- the service in this process, over a real port ------------------------------------
-
-
-class InProcessServer:
-    """The real ASGI app (fast lane, middleware, FastAPI) under uvicorn on a real port,
-    run by a thread of the test process so that a test can reach the loaded models."""
-
-    def __init__(self, repository: Path, **settings: object) -> None:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.app = create_asgi(Settings(repository=repository, port=port, grpc_port=0,
-                                        **settings))
-        self.services = self.app.plane
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-            lifespan="on"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self, timeout: float = 120) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._thread.is_alive():
-                raise RuntimeError("the in-process server stopped during start-up")
-            try:
-                if httpx.get(self.url + "/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("the in-process server did not become ready")
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +52,9 @@ def inproc(tmp_path_factory):
     # that auto always picks it), so both failure paths of the batcher are exercised.
     (repo / "wine-quality" / "config.json").write_text(
         json.dumps({"batching": {"execution": "thread"}}))
-    srv = InProcessServer(repo, poll_interval_s=0, inline_budget_ms=1000.0,
-                          direct_budget_us=1_000_000.0, log_level="warning")
-    srv.start()
-    try:
+    with running_in_process(repo, poll_interval_s=0, inline_budget_ms=1000.0,
+                            direct_budget_us=1_000_000.0, log_level="warning") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _tf(client: httpx.Client, name: str, rows: list[list[float]],
@@ -276,19 +232,13 @@ def test_in_a_failed_batch_only_the_culprit_request_fails(inproc, monkeypatch):
     assert got == expected
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+def _wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.05)  # the checks read /proc, the server log or the API
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _log_text(srv: Server) -> str:
-    srv.log.flush()
-    with open(srv.log.name) as f:
-        return f.read()
 
 
 # --- an artifact changed on disk after it was loaded ---------------------------------
@@ -298,10 +248,8 @@ def test_artifact_changed_on_disk_is_reported_while_the_verified_copy_serves(tmp
     repo = tmp_path / "models"
     shutil.copytree(MODELS / "wine-quality" / "2", repo / "wine-quality" / "2")
     artifact = repo / "wine-quality" / "2" / "model.joblib"
-    srv = Server(repo, tmp_path, env={"MODELSERVE_POLL_INTERVAL_S": "0.3"})
-    try:
-        srv.wait_settled()
-        with httpx.Client(base_url=srv.url, timeout=10) as client:
+    with running(repo, tmp_path, env={"MODELSERVE_POLL_INTERVAL_S": "0.3"}) as srv:
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
             def status() -> dict:
                 [s] = client.get("/v1/models/wine-quality").json()["model_version_status"]
                 return s
@@ -333,11 +281,9 @@ def test_artifact_changed_on_disk_is_reported_while_the_verified_copy_serves(tmp
             _wait_for(lambda: status()["status"]["error_message"] == "",
                       "the status to clear")
             assert _answer(_tf(client, "wine-quality", [WINE_ROW])) == expected
-        log = _log_text(srv)
+        log = srv.log_text()
         assert "model wine-quality version 2: files changed on disk after loading" in log
         assert "model wine-quality version 2: files on disk verify again" in log
-    finally:
-        srv.stop()
 
 
 # --- a worker killed under load --------------------------------------------------------
@@ -395,7 +341,7 @@ class Load:
             t.join(30)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self._stop.is_set():
                 sent = time.monotonic()
                 try:
@@ -410,17 +356,15 @@ class Load:
 
 def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tmp_path):
     shutil.copytree(MODELS / "wine-quality" / "2", tmp_path / "models" / "wine-quality" / "2")
-    srv = Server(tmp_path / "models", tmp_path,
-                 env={"MODELSERVE_WORKERS": "2", "MODELSERVE_POLL_INTERVAL_S": "0"})
     threads = 4
-    try:
-        srv.wait_settled()
+    with running(tmp_path / "models", tmp_path,
+                 env={"MODELSERVE_WORKERS": "2", "MODELSERVE_POLL_INTERVAL_S": "0"}) as srv:
         original = _workers(srv.proc.pid)
         assert len(original) == 2, original
         with Load(srv.url, threads) as load:
             # Both workers are serving before one is killed, so the kill hits traffic.
             _wait_for(lambda: set(original) <= set(_answered_by(srv)),
-                      "both workers to answer", timeout=20)
+                      "both workers to answer")
             time.sleep(1.0)  # a steady stream before the kill, not its first requests
             victim = original[0]
             before_kill = _answered_by(srv)
@@ -428,13 +372,15 @@ def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tmp_path):
             os.kill(victim, signal.SIGKILL)
             _wait_for(lambda: len(set(_workers(srv.proc.pid)) - set(original)) == 1
                       and victim not in _workers(srv.proc.pid),
-                      "a replacement worker", timeout=30)
+                      "a replacement worker")
             replaced_at = time.monotonic()
             [new] = set(_workers(srv.proc.pid)) - set(original)
             _wait_for(lambda: new in _answered_by(srv),
-                      "the replacement to answer", timeout=60)
+                      "the replacement to answer")
             serving_at = time.monotonic()
-            time.sleep(1.0)  # traffic to both workers again
+            # Traffic to both workers again.
+            _wait_for(lambda: sum(1 for s, _, _ in load.results if s >= serving_at) > 20,
+                      "requests after the replacement answered")
         results = load.results
         failed = [r for r in results if r[2] != 200]
         print(f"\nworker kill: {len(results)} requests from {threads} threads, "
@@ -446,7 +392,7 @@ def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tmp_path):
               f"{dict(before_kill)}, by the end {dict(_answered_by(srv))}")
         assert srv.proc.poll() is None, srv.output()
         assert sorted(_workers(srv.proc.pid)) == sorted([original[1], new])
-        _wait_for(lambda: f"Child process [{victim}] died" in _log_text(srv),
+        _wait_for(lambda: f"Child process [{victim}] died" in srv.log_text(),
                   "the supervisor to log the death")
         # Only requests in flight on the killed worker can fail: at most one per client
         # thread. Everything sent after the kill succeeds, whether the survivor took it
@@ -454,5 +400,3 @@ def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tmp_path):
         assert len(failed) <= threads, failed
         assert all(outcome == 200 for sent, _, outcome in results if sent >= killed_at), failed
         assert sum(1 for sent, _, _ in results if sent >= serving_at) > 20
-    finally:
-        srv.stop()

@@ -1,21 +1,28 @@
 """Batching through the real server: concurrent callers get their own answers (checked
 against the committed estimator itself), a bad request among good ones fails alone, a
-full queue answers 503 with Retry-After, and a timeout answers 504."""
+full queue answers 503 with Retry-After, and a timeout answers 504 (a model whose call the
+test holds, in an in-process server, so that the queue's state does not depend on timing)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import joblib
 import numpy as np
 import pytest
 
-from tests.conftest import MODELS, Server
+from tests.conftest import MODELS, running_in_process
 
 WINE = MODELS / "wine-quality" / "2"
+WAIT_S = 60.0  # deadline of every wait: generous, never reached when all is well
 
 
 @pytest.fixture(scope="module")
@@ -84,51 +91,80 @@ def test_a_malformed_request_among_valid_ones_fails_alone(server, wine_rows):
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory):
-    """digits v2 (the CNN, run on the inference thread) with a one-row queue and a 1 ms
-    timeout: any request that waits is refused or times out."""
-    root = tmp_path_factory.mktemp("strict")
-    shutil.copytree(MODELS / "digits" / "2", root / "models" / "digits" / "2")
-    (root / "models" / "digits" / "config.json").write_text(json.dumps(
-        {"batching": {"max_queue_rows": 1, "timeout_ms": 1, "execution": "thread"}}))
-    srv = Server(root / "models", root)
-    try:
-        srv.wait_settled()
+    """In this process, so that a test can hold a model's call: digits v2 (the CNN) with a
+    one-row queue, wine-quality v2 with a 1 ms timeout, both run on the inference thread."""
+    repo = tmp_path_factory.mktemp("strict") / "models"
+    for name, batching in (("digits", {"max_queue_rows": 1}), ("wine-quality", {"timeout_ms": 1})):
+        shutil.copytree(MODELS / name / "2", repo / name / "2")
+        (repo / name / "config.json").write_text(json.dumps(
+            {"batching": {**batching, "execution": "thread"}}))
+    with running_in_process(repo, poll_interval_s=0, log_level="warning") as srv:
         yield srv
+
+
+@contextmanager
+def _held(srv, name: str, monkeypatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """The model's calls wait (on the inference thread) until the test sets ``release``;
+    ``started`` is set once the first one has begun."""
+    model = srv.services.repository.resolve(name, 2)
+    honest = model.runtime.raw
+    started, release = threading.Event(), threading.Event()
+
+    def held(batch):
+        started.set()
+        assert release.wait(WAIT_S), "the test never released the model"
+        return honest(batch)
+
+    monkeypatch.setattr(model.runtime, "raw", held)
+    try:
+        yield started, release
     finally:
-        srv.stop()
+        release.set()
+        monkeypatch.undo()
 
 
-def test_full_queue_gives_503_with_retry_after_and_timeouts_give_504(strict_server):
-    # Binary tensors: parsing costs well under a millisecond, so the eight requests reach
-    # the batcher while the first one's 200 rows are still running (JSON bodies this big
-    # took tens of ms each to parse on a busy machine: each then found the queue empty).
-    image = np.zeros((200, 28, 28), dtype=np.float32)
-    header = json.dumps({"inputs": [{"name": "image", "shape": [200, 28, 28],
-                                     "datatype": "FP32",
-                                     "parameters": {"binary_data_size": image.nbytes}}]})
-    content = header.encode() + image.tobytes()
+def _queued_rows(srv, name: str) -> int:
+    model = srv.services.repository.resolve(name, 2)
+    return sum(b.queued_rows for m, b in srv.services.inference.batchers() if m is model)
 
-    async def main():
-        limits = httpx.Limits(max_connections=8)
-        async with httpx.AsyncClient(base_url=strict_server.url, timeout=30,
-                                     limits=limits) as c:
-            return await asyncio.gather(*(c.post(
-                "/v2/models/digits/infer", content=content,
-                headers={"Content-Type": "application/octet-stream",
-                         "Inference-Header-Content-Length": str(len(header))})
-                for _ in range(8)))
 
-    responses = asyncio.run(main())
-    codes = [r.status_code for r in responses]
-    assert all(r.status_code != 400 for r in responses), responses[0].text
-    assert 503 in codes and 504 in codes, codes
-    assert set(codes) <= {200, 503, 504}, codes
-    for r in responses:
-        if r.status_code == 503:
-            assert r.headers["retry-after"] == "1"
-            assert "overloaded" in r.json()["error"]
-        elif r.status_code == 504:
+def _wait(check, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_full_queue_gives_503_with_retry_after_and_timeouts_give_504(strict_server,
+                                                                       monkeypatch):
+    srv = strict_server
+    image = [[0.0] * 28] * 28
+    digits = ("/v1/models/digits/versions/2:predict", {"instances": [image]})
+    wine = ("/v1/models/wine-quality/versions/2:predict", {"instances": [
+        [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]]})
+    with httpx.Client(base_url=srv.url, timeout=WAIT_S) as c, ThreadPoolExecutor(4) as pool:
+        # Full queue: one call running (held), one request queued, the next is refused.
+        with _held(srv, "digits", monkeypatch) as (started, release):
+            running = pool.submit(c.post, digits[0], json=digits[1])
+            assert started.wait(WAIT_S), "the first request never reached the model"
+            queued = pool.submit(c.post, digits[0], json=digits[1])
+            _wait(lambda: _queued_rows(srv, "digits") == 1, "the second request to queue")
+            refused = c.post(digits[0], json=digits[1])
+            release.set()
+            assert running.result().status_code == 200, running.result().text
+            assert queued.result().status_code == 200, queued.result().text
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert "overloaded" in refused.json()["error"]
+        # Timeout: a call held past the 1 ms timeout answers 504 (and one queued behind it).
+        with _held(srv, "wine-quality", monkeypatch) as (started, release):
+            late = pool.submit(c.post, wine[0], json=wine[1])
+            assert started.wait(WAIT_S), "the request never reached the model"
+            behind = c.post(wine[0], json=wine[1])
+            first = late.result()
+        for r in (first, behind):
+            assert r.status_code == 504, r.text
             assert "timeout" in r.json()["error"]
-    # The server is still up and answers.
-    assert httpx.get(strict_server.url + "/v2/health/live").status_code == 200
-    assert "modelserve" in httpx.get(strict_server.url + "/v2/models/digits").json()
+        # The server is still up and answers.
+        assert c.get("/v2/health/live").status_code == 200
+        assert "modelserve" in c.get("/v2/models/digits").json()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from service.loader import read_manifest
-from tests.conftest import MODELS, TEST_LIMITS, Server, sample_row
+from tests.conftest import MODELS, TEST_LIMITS, running, sample_row
 
 WINE = read_manifest(MODELS / "wine-quality" / "2")
 ROW = sample_row(WINE)
@@ -167,12 +167,10 @@ def test_a_broken_version_does_not_stop_the_others(tmp_path):
     (broken / "manifest.json").write_text(json.dumps({**manifest, "version": 3}))
     (broken / "model.joblib").write_bytes(b"garbage")
     # A truncated file, not a copy still in progress (which would be waited for).
-    server = Server(repo, tmp_path, env={"MODELSERVE_INCOMPLETE_VERSION_TIMEOUT_S": "0"})
-    try:
-        server.wait_settled()
+    with running(repo, tmp_path, env={"MODELSERVE_INCOMPLETE_VERSION_TIMEOUT_S": "0"}) as server:
         import httpx
 
-        with httpx.Client(base_url=server.url) as c:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
             assert c.get("/v2/health/ready").status_code == 200
             status = c.get("/v1/models/housing").json()["model_version_status"]
             v3 = next(s for s in status if s["version"] == "3")
@@ -185,5 +183,3 @@ def test_a_broken_version_does_not_stop_the_others(tmp_path):
                    503, "not available", "model.joblib")
             assert c.post("/v1/models/wine-quality:predict",
                           json={"instances": [ROW]}).status_code == 200
-    finally:
-        server.stop()

@@ -1,6 +1,12 @@
-"""KServe V2 with the standard client, tritonclient.http, in binary and JSON modes."""
+"""KServe V2 with the standard client, tritonclient.http, in binary and JSON modes; and
+over raw HTTP, every accepted datatype (FP16, BF16, integers) and compressed bodies (gzip,
+deflate) checked against the answer the same values get as uncompressed FP32."""
 
 from __future__ import annotations
+
+import gzip
+import json
+import zlib
 
 import numpy as np
 import pytest
@@ -104,3 +110,115 @@ def test_errors_reach_the_client_as_messages(triton_client):
         triton_client.infer("wine-quality", [inp])
     with pytest.raises(InferenceServerException, match="not found"):
         triton_client.get_model_metadata("nope")
+
+
+# --- datatypes and compressed bodies, over raw HTTP: the answer must be the one the same
+# values get as FP32 ----------------------------------------------------------------------
+
+
+def _post_infer(client, name: str, tensor: dict, binary: bytes = b"",
+                encoding: str | None = None) -> dict[str, np.ndarray]:
+    """POST one input tensor (JSON, or JSON header + ``binary``), the body compressed
+    with ``encoding``; the outputs of the 200 as arrays."""
+    header = json.dumps({"inputs": [tensor]}).encode()
+    body, headers = header + binary, {}
+    if binary:
+        headers["Inference-Header-Content-Length"] = str(len(header))
+        headers["Content-Type"] = "application/octet-stream"
+    else:
+        headers["Content-Type"] = "application/json"
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    elif encoding == "deflate":
+        body = zlib.compress(body)  # HTTP's deflate is the zlib format
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    r = client.post(f"/v2/models/{name}/versions/2/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    return {o["name"]: np.asarray(o["data"]) for o in r.json()["outputs"]}
+
+
+def _json_tensor(name: str, x: np.ndarray, datatype: str) -> dict:
+    return {"name": name, "shape": list(x.shape), "datatype": datatype,
+            "data": x.ravel().tolist()}
+
+
+def _binary_tensor(name: str, shape: tuple[int, ...], datatype: str,
+                   raw: bytes) -> tuple[dict, bytes]:
+    return ({"name": name, "shape": list(shape), "datatype": datatype,
+             "parameters": {"binary_data_size": len(raw)}}, raw)
+
+
+def _assert_same_answer(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if value.dtype.kind in "fc":
+            # Equal but for float noise (a CNN's sums can depend on the batch it ran in).
+            np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+        else:
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def _bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 values as bfloat16 bit patterns (the top half of each, truncated)."""
+    return (x.astype("<f4").view("<u4") >> 16).astype("<u2")
+
+
+@pytest.mark.parametrize("name", ["wine-quality", "housing", "digits"])
+def test_fp16_and_bf16_get_the_fp32_answer_for_the_same_values(client, name):
+    m = read_manifest(MODELS / name / "2")
+    inp = m.inputs[0].name
+    x = sample_array(m)
+    # FP16: the values FP16 holds, sent as FP16 (JSON and binary) and as FP32.
+    x16 = x.astype(np.float16)
+    want = _post_infer(client, name, _json_tensor(inp, x16.astype(np.float32), "FP32"))
+    _assert_same_answer(_post_infer(client, name, _json_tensor(inp, x16, "FP16")), want)
+    _assert_same_answer(_post_infer(client, name, *_binary_tensor(
+        inp, x.shape, "FP16", x16.astype("<f2").tobytes())), want)
+    # BF16 (binary only): the values BF16 holds, sent as BF16 and as FP32.
+    bits = _bf16_bits(x)
+    held = (bits.astype("<u4") << 16).view("<f4")
+    want = _post_infer(client, name, _json_tensor(inp, held, "FP32"))
+    _assert_same_answer(_post_infer(client, name, *_binary_tensor(
+        inp, x.shape, "BF16", bits.tobytes())), want)
+    # Within BF16's precision (8 bits of mantissa) of the values themselves.
+    np.testing.assert_allclose(held, x, rtol=2**-7)
+
+
+def test_bf16_as_json_is_refused_with_a_message(client):
+    x = sample_array(read_manifest(MODELS / "wine-quality" / "2"))[:1]
+    r = client.post("/v2/models/wine-quality/infer",
+                    json={"inputs": [_json_tensor("features", x, "BF16")]})
+    assert r.status_code == 400, r.text
+    assert "BF16 can only be sent as binary data" in r.json()["error"]
+
+
+@pytest.mark.parametrize("datatype", ["INT32", "INT64", "UINT8"])
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_integer_datatypes_get_the_fp32_answer(client, datatype, binary):
+    m = read_manifest(MODELS / "digits" / "2")
+    pixels = np.clip(np.rint(sample_array(m)), 0, 255)  # 0..255: every type holds them
+    want = _post_infer(client, "digits", _json_tensor("image", pixels, "FP32"))
+    ints = pixels.astype({"INT32": "<i4", "INT64": "<i8", "UINT8": "u1"}[datatype])
+    if binary:
+        got = _post_infer(client, "digits", *_binary_tensor("image", ints.shape, datatype,
+                                                             ints.tobytes()))
+    else:
+        got = _post_infer(client, "digits", _json_tensor("image", ints, datatype))
+    _assert_same_answer(got, want)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("name", ["wine-quality", "digits"])
+def test_compressed_bodies_get_the_uncompressed_answer(client, name, encoding):
+    m = read_manifest(MODELS / name / "2")
+    inp = m.inputs[0].name
+    x = sample_array(m)
+    want = _post_infer(client, name, _json_tensor(inp, x, "FP32"))
+    _assert_same_answer(_post_infer(client, name, _json_tensor(inp, x, "FP32"),
+                                    encoding=encoding), want)
+    _assert_same_answer(_post_infer(client, name, *_binary_tensor(
+        inp, x.shape, "FP32", x.astype("<f4").tobytes()), encoding=encoding), want)
+    x64 = x.astype(np.float64)
+    _assert_same_answer(_post_infer(client, name, *_binary_tensor(
+        inp, x.shape, "FP64", x64.astype("<f8").tobytes()), encoding=encoding), want)

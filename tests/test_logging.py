@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import MODELS, Server
+from tests.conftest import MODELS, Server, running
 
 WINE_ROW = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
+WAIT_S = 60.0  # deadline of every wait: generous, never reached when all is well
 
 
 def log_text(server: Server) -> str:
@@ -28,7 +29,7 @@ def records(server: Server) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log_text(server).splitlines() if line.strip()]
 
 
-def access_line(server: Server, request_id: str, timeout: float = 10) -> dict[str, Any]:
+def access_line(server: Server, request_id: str, timeout: float = WAIT_S) -> dict[str, Any]:
     """The access record of one request (written just after its response is sent)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -134,21 +135,22 @@ def _small_repo(tmp_path: Path) -> Path:
 
 
 def test_text_format_and_access_log_switch(tmp_path):
-    text_srv = Server(_small_repo(tmp_path), tmp_path, env={"MODELSERVE_LOG_FORMAT": "text"})
     quiet_dir = tmp_path / "quiet"
     quiet_dir.mkdir()
-    quiet_srv = Server(_small_repo(quiet_dir), quiet_dir, env={"MODELSERVE_ACCESS_LOG": "false"})
-    try:
+    with running(_small_repo(tmp_path), tmp_path, env={"MODELSERVE_LOG_FORMAT": "text"}) \
+            as text_srv, \
+            running(_small_repo(quiet_dir), quiet_dir, env={"MODELSERVE_ACCESS_LOG": "false"}) \
+            as quiet_srv:
         for srv in (text_srv, quiet_srv):
-            srv.wait_settled()
             r = httpx.post(srv.url + "/v1/models/wine-quality:predict",
                            json={"instances": [WINE_ROW]},
-                           headers={"X-Request-ID": "text-mode-1"}, timeout=10)
+                           headers={"X-Request-ID": "text-mode-1"}, timeout=60)
             assert r.status_code == 200, r.text
             assert r.headers["x-request-id"] == "text-mode-1"
-            r = httpx.get(srv.url + "/v1/models", headers={"X-Request-ID": "text-mode-2"})
+            r = httpx.get(srv.url + "/v1/models", headers={"X-Request-ID": "text-mode-2"},
+                          timeout=60)
             assert r.status_code == 200
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_S
         while "request_id=text-mode-2" not in log_text(text_srv) and time.monotonic() < deadline:
             time.sleep(0.05)
         text = log_text(text_srv)
@@ -160,6 +162,3 @@ def test_text_format_and_access_log_switch(tmp_path):
         quiet = log_text(quiet_srv)
         assert "Uvicorn running on" in quiet
         assert "modelserve.access" not in quiet and "text-mode" not in quiet
-    finally:
-        text_srv.stop()
-        quiet_srv.stop()

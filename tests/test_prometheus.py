@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from tests.conftest import _free_port
-from tests.test_deploy import ALERTS_YML, DASHBOARD, PROMETHEUS_YML
+from tests.deploy.files import ALERTS_YML, DASHBOARD, PROMETHEUS_YML
 
 HOUSING_ROW = [8.3252, 41, 6.984, 1.024, 322, 2.556, 37.88, -122.23]
 WINE_ROW = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
-TIMEOUT_S = 30
+TIMEOUT_S = 60  # deadline of every wait on Prometheus: generous
 
 
 @pytest.fixture

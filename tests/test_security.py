@@ -1,16 +1,18 @@
 """Access control against a real server: API keys, admin keys and model management,
-per-key rate limiting, and keys never reaching the log."""
+per-key rate limiting, keys never reaching the log, and a start-up refused when a key
+file cannot be used."""
 
 from __future__ import annotations
 
 import base64
 import shutil
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MODELS, Server
+from tests.conftest import MODELS, running
 
 WINE_ROW = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
 TFS = ("/v1/models/wine-quality:predict", {"instances": [WINE_ROW]})
@@ -25,6 +27,8 @@ WRONG_KEY = "wk-Wrong-5c2e8f61d3b7"
 RL_KEY = "rl-Limited-7a60c4e2f918"
 FILE_KEY = "fk-FromFile-3d9b2a7c5e01"
 NEW_KEY = "nk-Rotated-c4a8e2b61f07"
+RATE, BURST = 1, 5  # the limited server's rate limit: tokens a second, bucket size
+WAIT_S = 60.0  # deadline of every wait: generous, never reached when all is well
 
 OPEN = ["/v2/health/live", "/v2/health/ready", "/healthz", "/readyz", "/metrics"]
 GETS = ["/v1/models", "/v1/models/wine-quality", "/v1/models/wine-quality/metadata",
@@ -46,15 +50,11 @@ def secured(tmp_path_factory):
     root = tmp_path_factory.mktemp("secured")
     shutil.copytree(MODELS / "wine-quality" / "1", root / "models" / "wine-quality" / "1")
     (root / "admin-keys").write_text(f"# operators\n\n{ADMIN_KEY}  # ops team\n")
-    srv = Server(root / "models", root, env={
-        "MODELSERVE_API_KEYS": f"{API_KEY}, {API_KEY_2}",
-        "MODELSERVE_ADMIN_KEYS_FILE": str(root / "admin-keys"),
-        "MODELSERVE_POLL_INTERVAL_S": "0.3"})
-    try:
-        srv.wait_settled()
+    with running(root / "models", root, env={
+            "MODELSERVE_API_KEYS": f"{API_KEY}, {API_KEY_2}",
+            "MODELSERVE_ADMIN_KEYS_FILE": str(root / "admin-keys"),
+            "MODELSERVE_POLL_INTERVAL_S": "0.3"}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +63,20 @@ def limited(tmp_path_factory):
     root = tmp_path_factory.mktemp("limited")
     shutil.copytree(MODELS / "wine-quality" / "1", root / "models" / "wine-quality" / "1")
     (root / "keys").write_text(f"{FILE_KEY}\n# a comment\n{RL_KEY}\n")
-    srv = Server(root / "models", root, env={
-        "MODELSERVE_API_KEYS_FILE": str(root / "keys"),
-        "MODELSERVE_RATE_LIMIT_PER_S": "1", "MODELSERVE_RATE_LIMIT_BURST": "5"})
-    srv.keys_file = root / "keys"
-    try:
-        srv.wait_settled()
+    with running(root / "models", root, env={
+            "MODELSERVE_API_KEYS_FILE": str(root / "keys"),
+            "MODELSERVE_RATE_LIMIT_PER_S": str(RATE), "MODELSERVE_RATE_LIMIT_BURST": str(BURST),
+    }) as srv:
+        srv.keys_file = root / "keys"
         yield srv
-    finally:
-        srv.stop()
 
 
-def _full_log(srv: Server) -> str:
-    srv.log.flush()
-    srv.log.seek(0)
-    return srv.log.read()
+
+def _wait_until(check, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def _assert_401(r: httpx.Response) -> None:
@@ -188,7 +187,7 @@ def test_unload_stops_serving_and_load_restores(secured):
 
 
 def _wait_for_status(url: str, headers: dict[str, str], status: int,
-                     timeout: float = 20) -> int:
+                     timeout: float = WAIT_S) -> int:
     deadline = time.monotonic() + timeout
     while True:
         got = httpx.get(url + "/v1/models", headers=headers).status_code
@@ -203,9 +202,12 @@ def test_key_file_rotation_without_restart(limited):
     assert _wait_for_status(limited.url, _xkey(NEW_KEY), 200) == 200
     # A file that becomes unusable keeps the previous keys (and is logged).
     limited.keys_file.write_text("# nothing\n")
-    time.sleep(6)
+    # Noticed on the next request after the recheck interval: keep asking until it is.
+    _wait_until(lambda: httpx.get(limited.url + "/v1/models").status_code > 0
+                and "keeping the previous keys" in limited.log_text(),
+                "the server to notice the unusable file")
     assert httpx.get(limited.url + "/v1/models", headers=_xkey(NEW_KEY)).status_code == 200
-    assert "keeping the previous keys" in _full_log(limited)
+    assert "keeping the previous keys" in limited.log_text()
     limited.keys_file.write_text(f"{FILE_KEY}\n{RL_KEY}\n")
     assert _wait_for_status(limited.url, _xkey(NEW_KEY), 401) == 401
     assert httpx.get(limited.url + "/v1/models", headers=_xkey(FILE_KEY)).status_code == 200
@@ -220,9 +222,11 @@ def test_keys_never_logged(secured, limited):
             httpx.post(srv.url + TFS[0], json=TFS[1], headers=headers)
             httpx.post(srv.url + "/v2/repository/index", headers=headers)
             httpx.get(srv.url + "/v1/models/missing", headers=headers)
-    time.sleep(0.5)
     for srv in (secured, limited):
-        log = _full_log(srv)
+        # Access lines are written just after each response: wait for the last one's.
+        httpx.get(srv.url + "/v1/models/missing", headers={"X-Request-ID": "last-of-keys"})
+        _wait_until(lambda s=srv: "last-of-keys" in s.log_text(), "the last access line")
+        log = srv.log_text()
         assert "POST /v1/models/wine-quality:predict 401" in log  # refusals are logged
         assert "POST /v1/models/wine-quality:predict 200" in log
         for key in (API_KEY, API_KEY_2, ADMIN_KEY, WRONG_KEY, FILE_KEY, RL_KEY, NEW_KEY):
@@ -254,17 +258,24 @@ def test_admin_api_off_and_everything_open_without_keys(client):
 
 
 def test_keys_file_and_rate_limit(limited):
-    with httpx.Client(base_url=limited.url, timeout=30) as c:
+    with httpx.Client(base_url=limited.url, timeout=WAIT_S) as c:
         assert c.post(V2[0], json=V2[1], headers=_bearer(FILE_KEY)).status_code == 200
-        statuses = []
-        for _ in range(12):
+        # Requests back to back until one is refused; the bucket's arithmetic bounds how
+        # many got through, measured with the test's own clock (the server's first and
+        # last take of a token lie between t0 and the end).
+        statuses: list[int] = []
+        t0 = time.monotonic()
+        while 429 not in statuses:
+            assert time.monotonic() - t0 < WAIT_S, f"never rate limited: {statuses}"
             r = c.post(TFS[0], json=TFS[1], headers=_xkey(RL_KEY))
             statuses.append(r.status_code)
-            if r.status_code == 429:
-                limited_response = r
+        elapsed = time.monotonic() - t0
+        limited_response = r
         assert set(statuses) == {200, 429}, statuses
-        # burst of 5, refilled at 1/s: at most a few more than 5 get through
-        assert 5 <= statuses.count(200) <= 8, statuses
+        # A fresh key starts with a full bucket: the first BURST pass; after that only
+        # what refilled at RATE per second.
+        assert statuses[:BURST] == [200] * BURST, statuses
+        assert statuses.count(200) <= BURST + RATE * elapsed, (statuses, elapsed)
         retry = int(limited_response.headers["retry-after"])
         assert 1 <= retry <= 2
         assert "Rate limit" in limited_response.json()["error"]
@@ -272,3 +283,47 @@ def test_keys_file_and_rate_limit(limited):
         assert c.post(TFS[0], json=TFS[1], headers=_xkey(FILE_KEY)).status_code == 200
         time.sleep(retry + 0.5)
         assert c.post(TFS[0], json=TFS[1], headers=_xkey(RL_KEY)).status_code == 200
+
+
+# --- start-up refused when a key file cannot be used ----------------------------------
+
+
+def _refused_start(tmp_path: Path, keys_file: Path) -> str:
+    """Start a server whose API key file is ``keys_file``; it must exit non-zero by
+    itself. Returns what it wrote."""
+    repo = tmp_path / "models"
+    shutil.copytree(MODELS / "wine-quality" / "1", repo / "wine-quality" / "1")
+    with running(repo, tmp_path, env={"MODELSERVE_API_KEYS_FILE": str(keys_file)},
+                 settle=False) as srv:
+        status = srv.wait_exit()
+        output = srv.log_text()
+    assert status != 0, output
+    return output
+
+
+def test_start_refused_for_a_missing_key_file(tmp_path):
+    missing = tmp_path / "no-such-keys"
+    output = _refused_start(tmp_path, missing)
+    assert f"api_keys_file {missing}: cannot read it" in output, output[-2000:]
+
+
+def test_start_refused_for_an_empty_key_file(tmp_path):
+    empty = tmp_path / "keys"
+    empty.write_text("# every key was removed\n\n")
+    output = _refused_start(tmp_path, empty)
+    assert f"api_keys_file {empty} holds no key" in output, output[-2000:]
+
+
+def test_start_refused_for_a_key_file_with_a_malformed_key(tmp_path):
+    malformed = tmp_path / "keys"
+    malformed.write_text(f"{FILE_KEY}\nkey with spaces\n")
+    output = _refused_start(tmp_path, malformed)
+    assert "whitespace or unprintable characters" in output, output[-2000:]
+    assert str(malformed) in output, output[-2000:]
+
+
+def test_start_refused_for_a_key_file_that_is_not_text(tmp_path):
+    binary = tmp_path / "keys"
+    binary.write_bytes(b"\xff\xfe\x00" + FILE_KEY.encode() + b"\n")
+    output = _refused_start(tmp_path, binary)
+    assert str(binary) in output, output[-2000:]

@@ -38,6 +38,7 @@ from service.protocols import routes
 from service.protocols import v2_tensors as wire
 from service.protocols.common import (
     BytesResponse,
+    header,
     json_response,
     parse_json,
     read_body,
@@ -48,7 +49,7 @@ from service.protocols.tfserving import manifest_facts, serving_facts
 
 router = APIRouter(tags=["KServe V2"])
 
-HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH = b"inference-header-content-length"
 
 
 # --- server and model metadata ---------------------------------------------------------
@@ -140,7 +141,7 @@ routes.serve("v2", {"infer": infer}, router)
 
 
 def _decode_content(request: Request, body: bytes, limit: int) -> bytes:
-    encoding = request.headers.get("content-encoding", "identity").lower()
+    encoding = (header(request, b"content-encoding") or "identity").lower()
     if encoding in ("identity", ""):
         return body
     if encoding not in ("gzip", "deflate"):
@@ -158,7 +159,7 @@ def _decode_content(request: Request, body: bytes, limit: int) -> bytes:
 
 
 def _split_body(request: Request, body: bytes) -> tuple[bytes, bytes]:
-    raw = request.headers.get(HEADER_LENGTH)
+    raw = header(request, HEADER_LENGTH)
     if raw is None:
         return body, b""
     if not (raw.strip().isascii() and raw.strip().isdigit()) or len(raw) > 18:
