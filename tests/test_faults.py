@@ -392,7 +392,7 @@ def test_a_killed_worker_is_replaced_and_requests_keep_succeeding(tmp_path):
               f"{dict(before_kill)}, by the end {dict(_answered_by(srv))}")
         assert srv.proc.poll() is None, srv.output()
         assert sorted(_workers(srv.proc.pid)) == sorted([original[1], new])
-        _wait_for(lambda: f"Child process [{victim}] died" in srv.log_text(),
+        _wait_for(lambda: f"Worker process [{victim}] died" in srv.log_text(),
                   "the supervisor to log the death")
         # Only requests in flight on the killed worker can fail: at most one per client
         # thread. Everything sent after the kill succeeds, whether the survivor took it

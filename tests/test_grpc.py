@@ -591,12 +591,12 @@ def test_metrics_count_grpc_calls(stub, client):
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> Iterator[Server]:
     """API and admin keys; wine-quality 1 and 2 labelled stable and canary; housing 2
-    and a version 3 that cannot load; auscultation with a request timeout no call can
-    meet."""
+    and a version 3 that cannot load; digits 2 (the CNN) with a request timeout far
+    shorter than any of its calls on a large batch."""
     root = tmp_path_factory.mktemp("guarded")
     repo = root / "models"
     for name, version in [("wine-quality", 1), ("wine-quality", 2), ("housing", 2),
-                          ("auscultation", 2)]:
+                          ("digits", 2)]:
         shutil.copytree(MODELS / name / str(version), repo / name / str(version))
     (repo / "wine-quality" / "config.json").write_text(json.dumps(
         {"labels": {"stable": 1, "canary": 2}}))
@@ -605,10 +605,11 @@ def guarded(tmp_path_factory) -> Iterator[Server]:
     manifest = json.loads((broken / "manifest.json").read_text())
     (broken / "manifest.json").write_text(json.dumps({**manifest, "version": 3}))
     (broken / "model.joblib").write_bytes(b"garbage")
-    # On the inference thread (never called directly) with a deadline of 1 µs: every call
-    # is answered 504 by the batcher's deadline, as a slow model's would be.
-    (repo / "auscultation" / "config.json").write_text(json.dumps(
-        {"batching": {"execution": "thread", "timeout_ms": 0.001}}))
+    # On the inference thread (never called directly) with a deadline of 1 ms: a batch of
+    # 250 images keeps the CNN busy for tens of milliseconds, so the batcher's deadline
+    # answers first (504), as it would for any slow model.
+    (repo / "digits" / "config.json").write_text(json.dumps(
+        {"batching": {"execution": "thread", "timeout_ms": 1, "max_rows": 256}}))
     with running(repo, root, env={
             "MODELSERVE_API_KEYS": API_KEY, "MODELSERVE_ADMIN_KEYS": ADMIN_KEY,
             "MODELSERVE_INCOMPLETE_VERSION_TIMEOUT_S": "0"}) as srv:
@@ -702,9 +703,10 @@ def test_a_failed_version_is_unavailable(gstub, ghttp):
 
 
 def test_a_call_past_the_request_timeout_is_deadline_exceeded(gstub, ghttp):
-    (t,) = samples("auscultation", 2)
-    r = http_infer(ghttp, "auscultation", [t], binary=False, headers=AUTH)
-    message = same_refusal(gstub.ModelInfer, infer_request("auscultation", [t], typed=True),
+    (t,) = samples("digits", 2)
+    big = Tensor(t.name, "FP32", np.resize(t.data, (250, *t.data.shape[1:])))
+    r = http_infer(ghttp, "digits", [big], binary=True, headers=AUTH)
+    message = same_refusal(gstub.ModelInfer, infer_request("digits", [big], typed=False),
                            C.DEADLINE_EXCEEDED, r, KEY)
     assert "did not answer within" in message
     wine_ok(gstub, KEY)

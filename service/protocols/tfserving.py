@@ -80,14 +80,13 @@ async def list_models(request: Request) -> Response:
 @router.get("/v1/models/{name}", summary="Status of every version of a model; ready or not")
 async def model_status(request: Request, name: str) -> Response:
     """TF Serving's ``model_version_status`` and KServe V1's ``{"name", "ready"}`` in one
-    answer, so both kinds of client read it; 503 (as KServe's V1 servers answer) while no
-    version of the model can serve."""
+    answer, so both kinds of client read it. Always 200 for a known model, as TF Serving
+    answers while versions load or unload: KServe's client reads ``ready`` from the body
+    (and a 503 would break TF Serving's clients, which read the states)."""
     view = services(request).repository.view(name)
-    ready = bool(view.available)
-    return json_response({"name": view.name, "ready": ready,
+    return json_response({"name": view.name, "ready": bool(view.available),
                           "model_version_status": [_version_status(s) for s in view.listing()],
-                          "modelserve": routing_facts(view)},
-                         status_code=200 if ready else 503)
+                          "modelserve": routing_facts(view)})
 
 
 @router.get("/v1/models/{name}/versions/{version}", summary="Status of one version")
