@@ -134,9 +134,9 @@ class DataPlane:
         NotFound for a model or version the repository does not know."""
         try:
             self.resolve(name, version)
-        except NotFound:
+        except (NotFound, InvalidInput):
             raise
-        except Exception:
+        except Unavailable:
             return False
         return True
 

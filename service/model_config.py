@@ -35,7 +35,7 @@ from service.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 64 * 1024
-LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")  # \Z: "$" would allow a final newline
 
 
 class _Strict(BaseModel):

@@ -1089,3 +1089,24 @@ def test_bad_typed_values(user_repo, ustub, uhttp):
                                                    C.INVALID_ARGUMENT)
     good, _ = _bytes_request(user_repo, b"\x03\x00\x00\x00red")
     assert ustub.ModelInfer(good, timeout=60).outputs
+
+
+def test_model_ready_with_a_malformed_version_is_invalid_like_http(stub, client):
+    for version in ["abc!", "0"]:
+        r = client.get(f"/v2/models/wine-quality/versions/{version}/ready")
+        same_refusal(stub.ModelReady, pb.ModelReadyRequest(name="wine-quality", version=version),
+                     C.INVALID_ARGUMENT, r)
+
+
+def test_a_model_name_is_escaped_in_the_access_log(stub, server):
+    refused(stub.ModelInfer, infer_request("bad\nname status=200", [OK], typed=True),
+            C.NOT_FOUND, (("x-request-id", "rq-escaped"),))
+    deadline = time.monotonic() + 60
+    while True:
+        records = [json.loads(line) for line in Path(server.log.name).read_text().splitlines()
+                   if "rq-escaped" in line]
+        access = [r for r in records if r.get("logger") == "modelserve.access"]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert access and access[0]["model"] == "bad\\nname status=200", records

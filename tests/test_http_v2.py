@@ -222,3 +222,23 @@ def test_compressed_bodies_get_the_uncompressed_answer(client, name, encoding):
     x64 = x.astype(np.float64)
     _assert_same_answer(_post_infer(client, name, *_binary_tensor(
         inp, x.shape, "FP64", x64.astype("<f8").tobytes()), encoding=encoding), want)
+
+
+def test_an_id_orjson_cannot_write_is_echoed_not_a_500(client):
+    # A lone surrogate is valid JSON text (the standard library reads it) but not UTF-8:
+    # the echoed id must still come back, escaped, with the prediction.
+    (spec,) = read_manifest(MODELS / "wine-quality" / "2").inputs
+    row = sample_array(read_manifest(MODELS / "wine-quality" / "2"))[:1].tolist()
+    body = ('{"id": "\\ud800", "inputs": [{"name": "' + spec.name + '", "datatype": "FP64", '
+            f'"shape": [1, {len(row[0])}], "data": {json.dumps(row)}}}]}}')
+    r = client.post("/v2/models/wine-quality/versions/2/infer", content=body.encode(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "\ud800"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/wine-quality:predict%0A",
+                                  "/v2/models/wine-quality/versions/2/infer%0A"])
+def test_a_path_with_a_final_newline_is_not_a_prediction_route(client, path):
+    r = client.post(path, json={"instances": [[0.0] * 11]})
+    assert r.status_code == 404, r.text

@@ -14,7 +14,8 @@ _VALID_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 # Health probes and /metrics: never refused by admission control, open without a key,
 # and logged only at debug level unless they fail.
-PROBES = frozenset({"/v2/health/live", "/v2/health/ready", "/healthz", "/readyz", "/metrics"})
+PROBES = frozenset({"/", "/v2/health/live", "/v2/health/ready", "/healthz", "/readyz",
+                    "/metrics"})
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 MAX_LOGGED_PATH = 200
 

@@ -149,13 +149,17 @@ class BytesResponse(Response):
 
 def json_response(content: Any, status_code: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
+    return BytesResponse(dumps(content), status_code=status_code, headers=headers)
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes of anything a response may hold, numpy arrays included."""
     try:
-        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # orjson.JSONEncodeError
         # What orjson refuses but a client can put in an echoed value: a lone surrogate
-        # (\ud800) in a name, an integer past 64 bits in an error's details.
-        body = json.dumps(content, ensure_ascii=True, default=_plain).encode()
-    return BytesResponse(body, status_code=status_code, headers=headers)
+        # (\ud800) in an id or a name, an integer past 64 bits in an error's details.
+        return json.dumps(content, ensure_ascii=True, default=_plain).encode()
 
 
 def _plain(value: Any) -> Any:

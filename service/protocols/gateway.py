@@ -35,7 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service import security
 from service.dataplane import DataPlane
-from service.errors import INTERNAL, ApiError, http_body
+from service.errors import INTERNAL, ApiError, NotFound, http_body
 from service.observability import context, logs, metrics
 from service.observability.requests import (
     HEADER,
@@ -73,6 +73,11 @@ class Gateway:
         status = 0
         admitted = False
         try:
+            if not path.isprintable():
+                # No route has a control character, and a route pattern's "$" (ours or
+                # FastAPI's) would let a final newline through.
+                raise NotFound(f"No endpoint at {scope['method']} {clean_path(path)}; "
+                               "see /docs.")
             if path not in PROBES:
                 if not self.admission.enter():
                     raise self.admission.refusal()

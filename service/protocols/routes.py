@@ -56,7 +56,8 @@ ROUTES: tuple[Route, ...] = tuple(_table())
 def _pattern(template: str) -> re.Pattern[str]:
     # A V1 name stops at ':' (the verb follows it); V2 names may hold one.
     part = "[^/:]+" if template.startswith("/v1/") else "[^/]+"
-    return re.compile("^" + re.sub(r"\\{\w+\\}", f"({part})", re.escape(template)) + "$")
+    # \Z, not $: "$" also matches before a final newline ("...:predict%0A").
+    return re.compile("^" + re.sub(r"\\{\w+\\}", f"({part})", re.escape(template)) + r"\Z")
 
 
 _PATTERNS = [(route, _pattern(route.template)) for route in ROUTES]

@@ -20,7 +20,6 @@ import zlib
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -38,6 +37,7 @@ from service.protocols import routes
 from service.protocols import v2_tensors as wire
 from service.protocols.common import (
     BytesResponse,
+    dumps,
     header,
     json_response,
     parse_json,
@@ -258,8 +258,8 @@ def _encode_response(result: InferenceResult) -> Response:
     if result.id is not None:
         body["id"] = result.id
     if result.warnings:
-        body["parameters"] = {"warnings": orjson.dumps(result.warnings).decode()}
-    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        body["parameters"] = {"warnings": dumps(result.warnings).decode()}
+    header = dumps(body)
     if not blobs:
         return BytesResponse(header)
     return BytesResponse(header + b"".join(blobs), media_type="application/octet-stream",

@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-import orjson
 
 from service import security
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import HTTP_STATUS_OF_GRPC, INTERNAL, ApiError, NotFound, grpc_code
 from service.observability import context, logs
-from service.observability.requests import new_request_id
+from service.observability.requests import clean_path, new_request_id
+from service.protocols.common import dumps
 from service.protocols.grpc import tensors
 from service.protocols.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.protocols.grpc.proto import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -81,7 +81,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             result = await plane.infer(InferenceRequest(
                 model, batch, outputs, tensors.parameters(request.parameters),
                 request.id or None))
-            warnings = orjson.dumps(result.warnings).decode() if result.warnings else None
+            warnings = dumps(result.warnings).decode() if result.warnings else None
             return tensors.encode_result(result, warnings)
         return await self._call("ModelInfer", ctx, run, request.model_name, inference=True)
 
@@ -121,6 +121,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         admission = self.plane.admission
         admitted = False
         code = "OK"
+        status = 200  # in HTTP's terms, for the metrics and the access log
         try:
             if method not in _PROBES:
                 if not admission.enter():
@@ -135,27 +136,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return await run()
         except ApiError as exc:
             code, message = grpc_code(exc)
+            status = exc.status_code
             await ctx.abort(getattr(grpc.StatusCode, code), message)
         except asyncio.CancelledError:
             code = "CANCELLED"  # the client went away or its deadline passed
+            status = HTTP_STATUS_OF_GRPC[code]
             raise
         except grpc.aio.AbortError:
             raise
         except Exception:
             log.exception("unhandled error in %s", method)
-            code = "INTERNAL"
+            code, status = "INTERNAL", 500
             await ctx.abort(grpc.StatusCode.INTERNAL, INTERNAL)
         finally:
             if admitted:
                 admission.leave()
-            self._account(method, ctx, info, model_name, code, inference,
+            self._account(method, ctx, info, model_name, code, status, inference,
                           time.perf_counter() - start)
 
     def _account(self, method: str, ctx: grpc.aio.ServicerContext,
-                 info: context.RequestInfo, model_name: str, code: str, inference: bool,
-                 seconds: float) -> None:
+                 info: context.RequestInfo, model_name: str, code: str, status: int,
+                 inference: bool, seconds: float) -> None:
         try:
-            status = HTTP_STATUS_OF_GRPC.get(code, 500)
             if inference:
                 self.plane.observe("grpc", info.model, info.version, model_name, status,
                                    seconds)
@@ -163,7 +165,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if self.access_log and logs.access_log.isEnabledFor(level):
                 logs.access(level, f"gRPC {method} {code}", {
                     "method": "gRPC", "path": SERVICE + method,
-                    "model": info.model or model_name[:64], "version": info.version,
+                    "model": info.model or clean_path(model_name[:64]),
+                    "version": info.version,
                     "label": info.route_label, "protocol": "grpc", "status": status,
                     "grpc_code": code, "duration_ms": round(seconds * 1000, 3),
                     "request_id": info.request_id, "client": _peer(ctx),
