@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -24,23 +25,34 @@ POLL = {"MODELSERVE_POLL_INTERVAL_S": "0.3"}
 DEADLINE_S = 60.0
 
 
-class Stream:
-    """A client sending predictions back to back on its own thread, recording the
-    status and serving version of every answer."""
+class _Background:
+    """Runs ``_run`` on a thread of its own while the ``with`` block lasts."""
 
-    def __init__(self, url: str, path: str = "/v1/models/wine-quality:predict") -> None:
-        self.url, self.path = url, path
-        self.results: list[tuple[float, int, str]] = []
+    def __init__(self, url: str) -> None:
+        self.url = url
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Stream(_Background):
+    """A client sending predictions back to back on its own thread, recording the
+    status and serving version of every answer."""
+
+    def __init__(self, url: str, path: str = "/v1/models/wine-quality:predict") -> None:
+        super().__init__(url)
+        self.path = path
+        self.results: list[tuple[float, int, str]] = []
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
@@ -323,23 +335,14 @@ def test_version_policy_applies_at_start(tmp_path):
         assert "model housing version 2" not in srv.log_text()  # never even loaded
 
 
-class StatusWatch:
+class StatusWatch(_Background):
     """Snapshots of a model's version states (one GET each, so each is consistent) taken
     back to back on a thread of its own."""
 
     def __init__(self, url: str, name: str) -> None:
-        self.url, self.name = url, name
+        super().__init__(url)
+        self.name = name
         self.snapshots: list[dict[str, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> StatusWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
