@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -541,7 +540,7 @@ def test_request_id_comes_back_in_trailing_metadata(stub, server):
     deadline = time.monotonic() + 30
     while True:
         lines = [r for r in map(json.loads, (
-            line for line in Path(server.log.name).read_text().splitlines()
+            line for line in server.log_text().splitlines()
             if "rq.grpc-7_A" in line)) if r.get("logger") == "modelserve.access"]
         if lines or time.monotonic() > deadline:
             break
@@ -857,58 +856,51 @@ def test_admission_overload_is_unavailable_and_admitted_calls_complete(limited):
 
 def test_sigterm_finishes_calls_in_flight_then_exits_0(tmp_path):
     shutil.copytree(MODELS / "digits" / "2", tmp_path / "models" / "digits" / "2")
-    srv = Server(tmp_path / "models", tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "60"})
-    channel = None
-    try:
-        srv.wait_settled()
+    with running(tmp_path / "models", tmp_path,
+                 env={"MODELSERVE_SHUTDOWN_GRACE_S": "60"}) as srv:
         channel, s = stub_for(srv.grpc_target)
-        (t,) = samples("digits", 2)
-        rows = 200
-        batch = Tensor("image", "FP32", np.concatenate([t.data] * (rows // len(t.data))))
-        expected = [x.expected["label"] for x in read_manifest(
-            MODELS / "digits" / "2").samples] * (rows // len(t.data))
-        calls = [s.ModelInfer.future(infer_request("digits", [batch], typed=False),
-                                     timeout=120) for _ in range(12)]
-        # Until every call has reached the service: queued in the batcher, running (one
-        # at a time: a call is bigger than a batch) or answered. A call still on the wire
-        # when the listener stops is cancelled by grpcio, as a request still unread is
-        # dropped by an HTTP server: that is not a call in flight.
-        deadline = time.monotonic() + 60
-        with httpx.Client(base_url=srv.url, timeout=30) as http:
-            while True:
-                queued = value(scrape(http), "modelserve_queue_rows", model="digits",
-                               version="2")
-                answered = sum(c.done() for c in calls)
-                if queued + rows * (answered + 1) >= rows * len(calls):
-                    break
-                assert time.monotonic() < deadline, "the calls never all reached the batcher"
-                time.sleep(0.02)
-            assert not all(c.done() for c in calls), "every call finished before SIGTERM"
-        srv.proc.send_signal(signal.SIGTERM)
-        for call in calls:
-            labels = decode(grpc_answer(call.result())["outputs"]["label"]).tolist()
-            assert labels == expected
-        # New calls: not ready, or refused.
-        deadline = time.monotonic() + 60
-        while True:
-            assert time.monotonic() < deadline, "still ready after SIGTERM"
-            try:
-                if not s.ServerReady(pb.ServerReadyRequest(), timeout=10).ready:
-                    break
-            except grpc.RpcError as err:
-                assert err.code() == C.UNAVAILABLE, err
-                break
-            time.sleep(0.05)
         try:
-            code = srv.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"server still running 60 s after SIGTERM: {srv.output()}")
-        assert code == 0, srv.output()
-        assert "SIGTERM received: draining" in Path(srv.log.name).read_text()
-    finally:
-        if channel is not None:
+            (t,) = samples("digits", 2)
+            rows = 200
+            batch = Tensor("image", "FP32", np.concatenate([t.data] * (rows // len(t.data))))
+            expected = [x.expected["label"] for x in read_manifest(
+                MODELS / "digits" / "2").samples] * (rows // len(t.data))
+            calls = [s.ModelInfer.future(infer_request("digits", [batch], typed=False),
+                                         timeout=120) for _ in range(12)]
+            # Until every call has reached the service: queued in the batcher, running (one
+            # at a time: a call is bigger than a batch) or answered. A call still on the wire
+            # when the listener stops is cancelled by grpcio, as a request still unread is
+            # dropped by an HTTP server: that is not a call in flight.
+            deadline = time.monotonic() + 60
+            with httpx.Client(base_url=srv.url, timeout=30) as http:
+                while True:
+                    queued = value(scrape(http), "modelserve_queue_rows", model="digits",
+                                   version="2")
+                    answered = sum(c.done() for c in calls)
+                    if queued + rows * (answered + 1) >= rows * len(calls):
+                        break
+                    assert time.monotonic() < deadline, "the calls never all reached the batcher"
+                    time.sleep(0.02)
+                assert not all(c.done() for c in calls), "every call finished before SIGTERM"
+            srv.proc.send_signal(signal.SIGTERM)
+            for call in calls:
+                labels = decode(grpc_answer(call.result())["outputs"]["label"]).tolist()
+                assert labels == expected
+            # New calls: not ready, or refused.
+            deadline = time.monotonic() + 60
+            while True:
+                assert time.monotonic() < deadline, "still ready after SIGTERM"
+                try:
+                    if not s.ServerReady(pb.ServerReadyRequest(), timeout=10).ready:
+                        break
+                except grpc.RpcError as err:
+                    assert err.code() == C.UNAVAILABLE, err
+                    break
+                time.sleep(0.05)
+            assert srv.wait_exit(60) == 0, srv.output()
+            assert "SIGTERM received: draining" in srv.log_text()
+        finally:
             channel.close()
-        srv.stop()
 
 
 # --- a team's models: several inputs, every datatype -------------------------------------
@@ -1110,7 +1102,7 @@ def test_a_model_name_is_escaped_in_the_access_log(stub, server):
             C.NOT_FOUND, (("x-request-id", "rq-escaped"),))
     deadline = time.monotonic() + 60
     while True:
-        records = [json.loads(line) for line in Path(server.log.name).read_text().splitlines()
+        records = [json.loads(line) for line in server.log_text().splitlines()
                    if "rq-escaped" in line]
         access = [r for r in records if r.get("logger") == "modelserve.access"]
         if access or time.monotonic() > deadline:

@@ -5,13 +5,11 @@ connections, and every request is answered; a worker that cannot start stops the
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import MODELS, Server
+from tests.conftest import MODELS, running
 
 
 def _workers(pid: int) -> list[int]:
@@ -22,9 +20,7 @@ def _workers(pid: int) -> list[int]:
 
 def test_two_workers_serve_the_same_port(tmp_path):
     shutil.copytree(MODELS / "wine-quality" / "2", tmp_path / "models" / "wine-quality" / "2")
-    srv = Server(tmp_path / "models", tmp_path, env={"MODELSERVE_WORKERS": "2"})
-    try:
-        srv.wait_settled()
+    with running(tmp_path / "models", tmp_path, env={"MODELSERVE_WORKERS": "2"}) as srv:
         assert len(_workers(srv.proc.pid)) == 2
         row = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
         with httpx.Client(base_url=srv.url, timeout=10) as client:
@@ -34,24 +30,15 @@ def test_two_workers_serve_the_same_port(tmp_path):
                                 headers={"Connection": "close"})
                 assert r.status_code == 200, r.text
                 assert r.headers["model-version"] == "2"
-    finally:
-        srv.stop()
 
 
 def test_a_worker_that_cannot_start_stops_the_supervisor_with_status_3(tmp_path):
     shutil.copytree(MODELS / "wine-quality" / "2", tmp_path / "models" / "wine-quality" / "2")
-    srv = Server(tmp_path / "models", tmp_path,
+    with running(tmp_path / "models", tmp_path, settle=False,
                  env={"MODELSERVE_WORKERS": "2",
-                      "MODELSERVE_API_KEYS_FILE": str(tmp_path / "missing-keys.txt")})
-    try:
-        try:
-            status = srv.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"supervisor still running with a missing key file: {srv.output()}")
-        assert status == 3, srv.output()  # uvicorn's STARTUP_FAILURE
-        log = Path(srv.log.name).read_text()
+                      "MODELSERVE_API_KEYS_FILE": str(tmp_path / "missing-keys.txt")}) as srv:
+        assert srv.wait_exit(120) == 3, srv.output()  # uvicorn's STARTUP_FAILURE
+        log = srv.log_text()
         assert "could not start: stopping" in log
         assert "missing-keys.txt: cannot read it" in log
         assert "starting a new one" not in log  # not restarted
-    finally:
-        srv.stop()

@@ -20,13 +20,8 @@ GENERATED = re.compile(r"^[0-9a-f]{32}$")
 WAIT_S = 60.0  # deadline of every wait: generous, never reached when all is well
 
 
-def log_text(server: Server) -> str:
-    server.log.flush()
-    return Path(server.log.name).read_text()
-
-
 def records(server: Server) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log_text(server).splitlines() if line.strip()]
+    return [json.loads(line) for line in server.log_text().splitlines() if line.strip()]
 
 
 def access_line(server: Server, request_id: str, timeout: float = WAIT_S) -> dict[str, Any]:
@@ -43,7 +38,7 @@ def access_line(server: Server, request_id: str, timeout: float = WAIT_S) -> dic
 
 def test_every_line_is_a_json_object(server, client):
     client.get("/v2/health/live")
-    lines = [line for line in log_text(server).splitlines() if line.strip()]
+    lines = [line for line in server.log_text().splitlines() if line.strip()]
     assert lines, "the server wrote nothing"
     for line in lines:
         record = json.loads(line)  # raises on any non-JSON line
@@ -70,7 +65,7 @@ def test_access_line_fields_and_request_id_echo(server, client):
     assert line["status"] == 200
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] > 0
     assert line["client"] == "127.0.0.1"
-    assert "secret-query" not in log_text(server)  # query strings are not logged
+    assert "secret-query" not in server.log_text()  # query strings are not logged
 
 
 def test_request_id_generated_when_absent_on_every_kind_of_response(server, client):
@@ -95,7 +90,7 @@ def test_unsafe_request_id_is_replaced(server, client):
     r = client.get("/v1/models", headers=[(b"X-Request-ID", b"\xff\xfeabc")])
     assert GENERATED.match(r.headers["x-request-id"])
     access_line(server, r.headers["x-request-id"])
-    text = log_text(server)
+    text = server.log_text()
     assert "has spaces" not in text and "x" * 129 not in text and "semi;colon" not in text
     longest = "y" * 128
     assert client.get("/v1/models", headers={"X-Request-ID": longest}).headers[
@@ -115,7 +110,7 @@ def test_payload_values_never_reach_the_log(server, client):
     assert r.status_code == 400
     assert access_line(server, "payload-bad")["status"] == 400
     access_line(server, "payload-ok")
-    text = log_text(server)
+    text = server.log_text()
     for secret in ("7.123456789", "client-secret-id-5521", "text-secret-9931"):
         assert secret not in text
 
@@ -126,7 +121,7 @@ def test_successful_probes_stay_out_of_the_info_log(server, client):
                                          .replace("/", "-")}).status_code == 200
     client.get("/v1/models", headers={"X-Request-ID": "after-probes"})
     access_line(server, "after-probes")
-    assert "probe-" not in log_text(server)
+    assert "probe-" not in server.log_text()
 
 
 def _small_repo(tmp_path: Path) -> Path:
@@ -151,14 +146,14 @@ def test_text_format_and_access_log_switch(tmp_path):
                           timeout=60)
             assert r.status_code == 200
         deadline = time.monotonic() + WAIT_S
-        while "request_id=text-mode-2" not in log_text(text_srv) and time.monotonic() < deadline:
+        while "request_id=text-mode-2" not in text_srv.log_text() and time.monotonic() < deadline:
             time.sleep(0.05)
-        text = log_text(text_srv)
+        text = text_srv.log_text()
         line = next(ln for ln in text.splitlines() if "request_id=text-mode-1" in ln)
         assert not line.startswith("{")
         assert "modelserve.access: POST /v1/models/wine-quality:predict 200" in line
         assert "model=wine-quality" in line and "version=2" in line and "status=200" in line
         assert "Uvicorn running on" in text  # uvicorn's lines go through the same handler
-        quiet = log_text(quiet_srv)
+        quiet = quiet_srv.log_text()
         assert "Uvicorn running on" in quiet
         assert "modelserve.access" not in quiet and "text-mode" not in quiet

@@ -19,14 +19,13 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MODELS, Server
+from tests.conftest import MODELS, Server, running
 
 ROWS = 200  # images per request (TEST_LIMITS allow 300)
 _SAMPLES = json.loads((MODELS / "digits" / "2" / "manifest.json").read_text())["samples"]
@@ -105,14 +104,10 @@ def _queued_rows(url: str) -> float:
                if line.startswith("modelserve_queue_rows{") and 'model="digits"' in line)
 
 
-def _log(srv: Server) -> str:
-    return Path(srv.log.name).read_text()
-
-
 def _records(srv: Server) -> list[dict]:
     """The server's JSON log records."""
     records = []
-    for line in _log(srv).splitlines():
+    for line in srv.log_text().splitlines():
         with contextlib.suppress(ValueError):
             records.append(json.loads(line))
     return records
@@ -132,17 +127,8 @@ def _wait_for(condition, what: str, srv: Server, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def _wait_exit(srv: Server, timeout: float) -> int:
-    try:
-        return srv.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"server still running {timeout} s after SIGTERM: {srv.output()}")
-
-
 def test_sigterm_finishes_queued_and_running_requests_then_exits_0(repository, tmp_path):
-    srv = Server(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "30"})
-    try:
-        srv.wait_settled()
+    with running(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "30"}) as srv:
         requests = [InFlight(srv.port) for _ in range(16)]
         # Until at least one whole request waits in the batcher behind the running one.
         deadline = time.monotonic() + 30
@@ -151,23 +137,19 @@ def test_sigterm_finishes_queued_and_running_requests_then_exits_0(repository, t
             time.sleep(0.02)
         srv.proc.send_signal(signal.SIGTERM)
         _assert_answered(requests)
-        assert _wait_exit(srv, 30) == 0, srv.output()  # within the grace period
-        log = _log(srv)
+        assert srv.wait_exit(30) == 0, srv.output()  # within the grace period
+        log = srv.log_text()
         assert "SIGTERM received: draining" in log
         assert "timeout graceful shutdown exceeded" not in log
         with pytest.raises(httpx.ConnectError):
             httpx.get(srv.url + "/v2/health/live", timeout=2)
-    finally:
-        srv.stop()
 
 
 def test_delay_keeps_serving_with_readiness_503(repository, tmp_path):
-    srv = Server(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_DELAY_S": "2"})
-    try:
-        srv.wait_settled()
+    with running(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_DELAY_S": "2"}) as srv:
         with httpx.Client(base_url=srv.url, timeout=30) as client:
             assert client.get("/v2/health/ready").status_code == 200  # keep-alive connection
-            running = InFlight(srv.port)
+            in_flight = InFlight(srv.port)
             signalled = time.monotonic()
             srv.proc.send_signal(signal.SIGTERM)
             # The already-open connection: not ready from the signal on (the handler runs
@@ -185,28 +167,24 @@ def test_delay_keeps_serving_with_readiness_503(repository, tmp_path):
             r = client.post(PATH, content=BODY, headers={"Content-Type": "application/json"})
             assert r.status_code == 200
             assert [p["label"] for p in r.json()["predictions"]] == EXPECTED
-        _assert_answered([running])
-        assert _wait_exit(srv, 30) == 0, srv.output()
+        _assert_answered([in_flight])
+        assert srv.wait_exit(30) == 0, srv.output()
         assert time.monotonic() - signalled >= 2  # the listener stayed open for the delay
-    finally:
-        srv.stop()
 
 
 def test_two_workers_drain_and_the_supervisor_exits_0(repository, tmp_path):
-    srv = Server(repository, tmp_path, env={"MODELSERVE_WORKERS": "2"})
-    try:
-        srv.wait_settled()
+    with running(repository, tmp_path, env={"MODELSERVE_WORKERS": "2"}) as srv:
         workers = _workers(srv)
         assert len(workers) == 2
         # Ready means one worker serves; wait for both, so that both can take requests.
         deadline = time.monotonic() + 60
-        while _log(srv).count("Application startup complete") < 2:
+        while srv.log_text().count("Application startup complete") < 2:
             assert time.monotonic() < deadline, srv.output()
             time.sleep(0.2)
         requests = [InFlight(srv.port) for _ in range(12)]
         srv.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _log(srv).count("SIGTERM received: draining") < 2:  # passed on to both
+        while srv.log_text().count("SIGTERM received: draining") < 2:  # passed on to both
             assert time.monotonic() < deadline, srv.output()
             time.sleep(0.05)
         # A second SIGTERM straight to each worker, as systemd (every process of the unit)
@@ -215,62 +193,50 @@ def test_two_workers_drain_and_the_supervisor_exits_0(repository, tmp_path):
             with contextlib.suppress(ProcessLookupError):  # done draining already
                 os.kill(pid, signal.SIGTERM)
         _assert_answered(requests)
-        assert _wait_exit(srv, 30) == 0, srv.output()
-        log = _log(srv)
+        assert srv.wait_exit(30) == 0, srv.output()
+        log = srv.log_text()
         assert "forced" not in log
         for pid in workers:
             assert f"Finished server process [{pid}]" in log
             assert not Path(f"/proc/{pid}").exists()
-    finally:
-        srv.stop()
 
 
 def test_second_sigterm_forces_the_exit_with_requests_in_flight(repository, tmp_path):
     # Grace period and body timeout far beyond the wait for the exit below: only the
     # second signal can end the drain in time.
-    srv = Server(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "600",
-                                            "MODELSERVE_BODY_TIMEOUT_S": "600"})
-    try:
-        srv.wait_settled()
+    with running(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "600",
+                                            "MODELSERVE_BODY_TIMEOUT_S": "600"}) as srv:
         stalled = [InFlight(srv.port, stall=True) for _ in range(2)]
         srv.proc.send_signal(signal.SIGTERM)
-        _wait_for(lambda: "Waiting for connections to close" in _log(srv),
+        _wait_for(lambda: "Waiting for connections to close" in srv.log_text(),
                   "the drain waiting for the requests in flight", srv)
         srv.proc.send_signal(signal.SIGTERM)
-        assert _wait_exit(srv, 60) == 0, srv.output()
-        assert "Shutdown forced by a second signal" in _log(srv)
+        assert srv.wait_exit(60) == 0, srv.output()
+        assert "Shutdown forced by a second signal" in srv.log_text()
         for req in stalled:
             _assert_cut(req)
-    finally:
-        srv.stop()
 
 
 def test_expired_grace_period_cuts_a_longer_request_and_exits_0(repository, tmp_path):
-    srv = Server(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "1",
-                                            "MODELSERVE_BODY_TIMEOUT_S": "600"})
-    try:
-        srv.wait_settled()
+    with running(repository, tmp_path, env={"MODELSERVE_SHUTDOWN_GRACE_S": "1",
+                                            "MODELSERVE_BODY_TIMEOUT_S": "600"}) as srv:
         stalled = InFlight(srv.port, stall=True)  # would wait for its body for 600 s
         srv.proc.send_signal(signal.SIGTERM)
-        assert _wait_exit(srv, 60) == 0, srv.output()
-        log = _log(srv)
+        assert srv.wait_exit(60) == 0, srv.output()
+        log = srv.log_text()
         assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in log
         assert "forced" not in log
         _assert_cut(stalled)
-    finally:
-        srv.stop()
 
 
 def test_a_killed_worker_is_replaced_then_sigterm_drains_all(repository, tmp_path):
-    srv = Server(repository, tmp_path, env={"MODELSERVE_WORKERS": "2"})
-    try:
-        srv.wait_settled()
+    with running(repository, tmp_path, env={"MODELSERVE_WORKERS": "2"}) as srv:
         killed, survivor = _workers(srv)
         os.kill(killed, signal.SIGKILL)
         _wait_for(lambda: len(set(_workers(srv)) - {killed, survivor}) == 1,
                   "a new worker process", srv)
         (new,) = set(_workers(srv)) - {killed, survivor}
-        assert f"Worker process [{killed}] died (killed by SIGKILL)" in _log(srv)
+        assert f"Worker process [{killed}] died (killed by SIGKILL)" in srv.log_text()
         # The new worker serves: it loads the repository, then answers requests (a new
         # connection each time: either worker may accept it).
         _wait_for(lambda: any(r.get("pid") == new and r.get("message") ==
@@ -292,31 +258,25 @@ def test_a_killed_worker_is_replaced_then_sigterm_drains_all(repository, tmp_pat
         assert f'pid="{killed}"' not in text
 
         srv.proc.send_signal(signal.SIGTERM)
-        assert _wait_exit(srv, 60) == 0, srv.output()
-        log = _log(srv)
+        assert srv.wait_exit(60) == 0, srv.output()
+        log = srv.log_text()
         assert "forced" not in log
         assert log.count("Worker process [") == 1  # the kill, nothing during shutdown
         for pid in (survivor, new):
             assert f"Finished server process [{pid}]" in log
-    finally:
-        srv.stop()
 
 
 def test_a_second_sigterm_to_the_supervisor_forces_the_draining_workers(repository, tmp_path):
-    srv = Server(repository, tmp_path, env={"MODELSERVE_WORKERS": "2",
+    with running(repository, tmp_path, env={"MODELSERVE_WORKERS": "2",
                                             "MODELSERVE_SHUTDOWN_GRACE_S": "600",
-                                            "MODELSERVE_BODY_TIMEOUT_S": "600"})
-    try:
-        srv.wait_settled()
+                                            "MODELSERVE_BODY_TIMEOUT_S": "600"}) as srv:
         stalled = InFlight(srv.port, stall=True)  # whichever worker took it drains for 600 s
         srv.proc.send_signal(signal.SIGTERM)
-        _wait_for(lambda: "Waiting for connections to close" in _log(srv),
+        _wait_for(lambda: "Waiting for connections to close" in srv.log_text(),
                   "a worker draining the request in flight", srv)
         srv.proc.send_signal(signal.SIGTERM)
-        assert _wait_exit(srv, 60) == 0, srv.output()
-        log = _log(srv)
+        assert srv.wait_exit(60) == 0, srv.output()
+        log = srv.log_text()
         assert "SIGTERM received while the workers drain: forcing them to exit." in log
         assert "Shutdown forced by a second signal" in log
         _assert_cut(stalled)
-    finally:
-        srv.stop()
