@@ -95,6 +95,15 @@ def _floor(ctx: LaunchContext) -> Launch:
                            "--lifespan", "off"), BENCH_DIR)
 
 
+def _model_floor(ctx: LaunchContext) -> Launch:
+    # The product's venv (ctx.python is sys.executable: no baseline venv) and cwd = the
+    # repository, so the app imports service/ as ours does; one math thread, as ours pins.
+    env = {"MODEL_FLOOR_REPO": str(ctx.repo / "models"), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return Launch(_uvicorn(ctx, "model_floor_app:app", "--loop", "uvloop", "--http",
+                           "httptools", "--lifespan", "off"), ctx.repo, env)
+
+
 def _grpc_floor(ctx: LaunchContext) -> Launch:
     return Launch([sys.executable, str(BASELINES_DIR / "grpc_floor.py"),
                    "--port", str(ctx.grpc_port)], BENCH_DIR)
@@ -161,6 +170,8 @@ SERVERS: list[Server] = [
     Server("floor", "floor", "bare ASGI + orjson on uvicorn (uvloop, httptools)", _floor),
     Server("grpc-floor", None, "bare grpc.aio server, constant ModelInferResponse",
            _grpc_floor, group="floor"),
+    Server("model-floor", None, "bare ASGI + orjson + the committed wine v2 model, on uvicorn",
+           _model_floor, group="floor"),
     Server("ours", None, "modelserve (service.server)", _ours),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
@@ -176,6 +187,8 @@ TARGETS: list[Target] = [
     Target("floor", "floor", "HTTP floor (constant JSON)", WINE_V1, "wine_tfs", C),
     Target("grpc-floor", "grpc-floor", "gRPC floor (constant response)", "ModelInfer",
            "grpc_wine_v2", C, "grpc", protocol="grpc"),
+    Target("model-floor", "model-floor",
+           "model floor: wine v2 sklearn, V2 (bare ASGI + the real model)", "/", "wine_v2", C),
     Target("ours-keras", "ours", "ours: wine v1 Keras, TF-Serving", WINE_V1, "wine_tfs", C),
     # 0.05-0.2 s per request on one core, so 2-10 s per request at c=32: a shorter window
     # would complete only a handful of requests.
@@ -230,6 +243,7 @@ COMPARISONS: list[tuple[str, str]] = [
 ]
 
 FLOOR = "floor"
+MODEL_FLOOR = "model-floor"  # the floor for a server that calls the wine v2 model per request
 
 # gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
 GRPC_TWINS: dict[str, str] = {
