@@ -79,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.shield(task)
             reloader.stop()
             svc.inference.close()
+            # Queued payload log records are written before the process exits.
+            await loop.run_in_executor(None, svc.evidence.close)
 
     app = FastAPI(
         title="modelserve",

@@ -10,6 +10,8 @@ the result back. Everything else happens here, whatever the protocol:
   that serves the request (``resolve``; labels and traffic splits from config.json);
 - inference: validated rows into the version's batcher, outputs selected, the
   classification extension applied, input warnings attached (``infer``);
+- evidence: each prediction captured where the model is called (``predict``) and handed,
+  with its status and latency, to the payload log once answered (``observe``);
 - accounting: the inference metrics under the protocol's name (``observe``);
 - health and model metadata in protocol-neutral form.
 
@@ -27,12 +29,13 @@ import numpy as np
 
 from service import __version__, security, tensors
 from service.batch import Batch
-from service.errors import InvalidInput, NotFound, Overloaded, Unavailable
+from service.errors import ApiError, InvalidInput, NotFound, Overloaded, Unavailable
+from service.evidence import Evidence
 from service.inference import Inference
 from service.manifest import Framework
 from service.model import LoadedModel
 from service.model_config import LABEL_RE
-from service.observability import metrics
+from service.observability import context, metrics
 from service.repository import Repository, State
 from service.settings import Settings
 from service.signature import Signature
@@ -113,6 +116,7 @@ class DataPlane:
         # One checker for every protocol: a key's rate limit counts HTTP and gRPC calls
         # alike. None when no key is configured.
         self.access = security.access_control(settings)
+        self.evidence = Evidence(settings, repository)
         # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
         self.draining = False
 
@@ -194,9 +198,21 @@ class DataPlane:
                     raise InvalidInput("'classification' must be a positive integer.")
         return requested
 
+    async def predict(self, model: LoadedModel, batch: Batch,
+                      client_id: str | None = None) -> dict[str, np.ndarray]:
+        """Every output of the model for the batch: the one model call of every protocol,
+        where the prediction is captured as evidence (service/evidence/)."""
+        try:
+            outputs = await self.inference.predict(model, batch)
+        except ApiError as exc:  # timed out, overloaded, the model raised
+            self.evidence.capture(model, batch, None, client_id, exc.message)
+            raise
+        self.evidence.capture(model, batch, outputs, client_id)
+        return outputs
+
     async def infer(self, request: InferenceRequest) -> InferenceResult:
         model = request.model
-        outputs = await self.inference.predict(model, request.batch)
+        outputs = await self.predict(model, request.batch, request.id)
         datatypes = model.signature.output_datatypes
         wanted = request.outputs
         if wanted is None:
@@ -264,6 +280,9 @@ class DataPlane:
             model = (path_model if path_model in self.repository.names()
                      else metrics.UNKNOWN_MODEL)
         metrics.observe_request(model, version, protocol, status, seconds)
+        info = context.current()
+        if info is not None and info.prediction is not None:
+            self.evidence.finish(info, protocol, status, seconds)
 
 
 def input_metadata(sig: Signature) -> list[dict[str, Any]]:

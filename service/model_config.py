@@ -5,7 +5,8 @@
   "version_policy": {"latest": {"num_versions": 2}},
   "labels": {"stable": 1, "canary": 2},
   "traffic": {"stable": 90, "canary": 10},
-  "batching": {"max_rows": 32, "max_wait_ms": 1, "execution": "thread"}
+  "batching": {"max_rows": 32, "max_wait_ms": 1, "execution": "thread"},
+  "payload_log": {"sample": 0.1, "keep": "both", "images": "digest"}
 }
 ```
 
@@ -16,6 +17,8 @@
 - ``traffic``: weights by version number or label for requests that name no version
   (a canary split); without it they go to the newest available version.
 - ``batching``: any field left out takes the service-wide default from Settings.
+- ``payload_log``: log this model's predictions (off without it): the share of them to
+  log, whether to keep inputs, outputs or both, and images whole or as a digest.
 
 The file is re-read when it changes. One that does not parse or validate is reported
 (log and model status) and the previous valid config stays in force, so a typo never
@@ -57,6 +60,20 @@ class BatchingConfig(_Strict):
         if isinstance(data, dict) and "max_batch_rows" in data and "max_rows" not in data:
             data = {("max_rows" if k == "max_batch_rows" else k): v for k, v in data.items()}
         return data
+
+
+class PayloadLogConfig(_Strict):
+    sample: float = Field(1.0, gt=0, le=1)
+    keep: Literal["both", "inputs", "outputs"] = "both"
+    images: Literal["digest", "full"] = "digest"
+
+    @property
+    def inputs(self) -> bool:
+        return self.keep != "outputs"
+
+    @property
+    def outputs(self) -> bool:
+        return self.keep != "inputs"
 
 
 class Latest(_Strict):
@@ -104,6 +121,7 @@ class ModelConfig(_Strict):
     labels: dict[str, int] = Field(default_factory=dict)
     traffic: dict[str, float] = Field(default_factory=dict)
     batching: BatchingConfig = BatchingConfig()
+    payload_log: PayloadLogConfig | None = None
 
     @field_validator("labels")
     @classmethod

@@ -9,8 +9,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELSERVE_"
@@ -153,6 +154,44 @@ class Settings(BaseSettings):
                                 "from its first read; then 408 and the connection is closed "
                                 "(slowloris-style drip feeds)."
     )
+
+    # Payload log (on per model in its config.json)
+    payload_log_dir: Path = Field(
+        Path("var/payloads"), description="Directory of the payload log's JSON-lines files."
+    )
+    payload_log_file_mb: float = Field(
+        64, gt=0, description="A payload log file is closed and a new one begun at this size."
+    )
+    payload_log_total_mb: float = Field(
+        1024, gt=0, description="The oldest payload log files are deleted past this total."
+    )
+    payload_log_max_age_h: float = Field(
+        7 * 24, gt=0, description="Payload log files older than this are deleted."
+    )
+    payload_log_queue: int = Field(
+        10_000, gt=0, description="Predictions waiting to be written; past it they are "
+                                  "dropped (and counted), never waited for."
+    )
+    payload_sink_url: str | None = Field(
+        None, description="Also send each logged prediction as two CloudEvents (KServe's "
+                          "inference logger format) to this http(s) URL."
+    )
+    payload_sink_queue: int = Field(
+        1000, gt=0, description="Events waiting for the sink; past it they are dropped."
+    )
+    payload_sink_timeout_s: float = Field(
+        2.0, gt=0, description="Longest wait for the sink to answer one event."
+    )
+
+    @field_validator("payload_sink_url")
+    @classmethod
+    def _sink_url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, got {url[:100]!r}")
+        return url
 
     @model_validator(mode="after")
     def _deprecated_names(self) -> Settings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -18,6 +19,9 @@ class RequestInfo:
     model: str = ""
     version: str = ""
     route_label: str = ""   # e.g. "canary" when a request came through a label
+    # The prediction captured as evidence, until the answer is accounted for
+    # (service/evidence/).
+    prediction: Any = None
 
 
 _current: ContextVar[RequestInfo | None] = ContextVar("modelserve_request", default=None)

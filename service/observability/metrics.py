@@ -112,6 +112,15 @@ _QUEUE_ROWS_HELP = "Rows waiting in the version's batcher queue."
 QUEUE_ROWS = (Gauge("modelserve_queue_rows", _QUEUE_ROWS_HELP, ["model", "version"],
                     registry=None, multiprocess_mode="livesum") if MULTIPROCESS else None)
 
+PAYLOAD_RECORDS = Counter(
+    "modelserve_payload_log_records_total",
+    "Predictions the payload log wrote, dropped (its queue was full) or failed to write "
+    "(disk errors).", ["model", "outcome"])
+PAYLOAD_SINK_EVENTS = Counter(
+    "modelserve_payload_sink_events_total",
+    "CloudEvents sent to the payload sink, dropped (its queue was full) or failed.",
+    ["outcome"])
+
 UNKNOWN_MODEL = "_unknown"
 
 # --- the per-request path ---------------------------------------------------------------
@@ -138,6 +147,14 @@ def count_http(method: str, route: str, status: int) -> None:
     if child is None:
         child = _http_children[key] = HTTP_REQUESTS.labels(method, route, str(status))
     child.inc()
+
+
+def count_payload(model: str, outcome: str, n: int) -> None:
+    PAYLOAD_RECORDS.labels(model, outcome).inc(n)
+
+
+def count_sink(outcome: str, n: int) -> None:
+    PAYLOAD_SINK_EVENTS.labels(outcome).inc(n)
 
 
 class BatchObserver:

@@ -83,10 +83,11 @@ async def model_status(request: Request, name: str) -> Response:
     answer, so both kinds of client read it. Always 200 for a known model, as TF Serving
     answers while versions load or unload: KServe's client reads ``ready`` from the body
     (and a 503 would break TF Serving's clients, which read the states)."""
-    view = services(request).repository.view(name)
+    plane = services(request)
+    view = plane.repository.view(name)
     return json_response({"name": view.name, "ready": bool(view.available),
                           "model_version_status": [_version_status(s) for s in view.listing()],
-                          "modelserve": routing_facts(view)})
+                          "modelserve": routing_facts(view) | plane.evidence.status(name)})
 
 
 @router.get("/v1/models/{name}/versions/{version}", summary="Status of one version")
@@ -218,7 +219,7 @@ async def _predict(request: Request, name: str, version: str | None,
                                   svc.settings.max_request_rows)
     else:
         batch = tensors.from_columns(sig, payload["inputs"], svc.settings.max_request_rows)
-    outputs = await svc.inference.predict(model, batch)
+    outputs = await svc.predict(model, batch)
     body: dict[str, Any] = ({"predictions": _rows(outputs)} if has_rows
                             else {"outputs": _columns(outputs)})
     warnings = tensors.warnings(sig, batch)
@@ -275,7 +276,7 @@ async def _classify(request: Request, name: str, version: str | None,
     if model.manifest.raw_output is RawOutput.CLASS_INDEX:
         raise InvalidInput(f"'{name}' gives a label without probabilities (the model has no "
                            "predict_proba); use ':predict'.")
-    proba = (await svc.inference.predict(model, batch))["probabilities"]
+    proba = (await svc.predict(model, batch))["probabilities"]
     labels = model.manifest.labels or []
     body: dict[str, Any] = {"results": [[[label, p] for label, p in zip(labels, row,
                                                                          strict=True)]
@@ -289,7 +290,7 @@ async def _classify(request: Request, name: str, version: str | None,
 async def _regress(request: Request, name: str, version: str | None,
                    label: str | None = None) -> Response:
     model, batch, svc = await _examples_batch(request, name, version, label, Task.REGRESSION)
-    values = (await svc.inference.predict(model, batch))["value"]
+    values = (await svc.predict(model, batch))["value"]
     body: dict[str, Any] = {"results": values}
     warnings = tensors.warnings(model.signature, batch)
     if warnings:
