@@ -52,6 +52,12 @@ class RequestTimeout(ApiError):
     status_code = 408
 
 
+class Conflict(ApiError):
+    """The request would store something a second time (feedback for a prediction that
+    already has it)."""
+    status_code = 409
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
 
@@ -129,7 +135,8 @@ def http_body(exc: ApiError) -> dict[str, Any]:
 # HTTP status -> gRPC status code name (grpc.StatusCode[...]), as gRPC's own HTTP mapping
 # and KServe's and Triton's servers use them.
 _GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-               404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED",
+               404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 409: "ALREADY_EXISTS",
+               413: "RESOURCE_EXHAUSTED",
                415: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
                503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 

@@ -6,7 +6,8 @@
   "labels": {"stable": 1, "canary": 2},
   "traffic": {"stable": 90, "canary": 10},
   "batching": {"max_rows": 32, "max_wait_ms": 1, "execution": "thread"},
-  "payload_log": {"sample": 0.1, "keep": "both", "images": "digest"}
+  "payload_log": {"sample": 0.1, "keep": "both", "images": "digest"},
+  "feedback": {"window": 10000}
 }
 ```
 
@@ -19,6 +20,9 @@
 - ``batching``: any field left out takes the service-wide default from Settings.
 - ``payload_log``: log this model's predictions (off without it): the share of them to
   log, whether to keep inputs, outputs or both, and images whole or as a digest.
+- ``feedback``: keep every prediction's outputs in the evidence store so that clients
+  can feed back the truth (off without it), and score versions live over the latest
+  ``window`` of them (default: the service's ``feedback_window``).
 
 The file is re-read when it changes. One that does not parse or validate is reported
 (log and model status) and the previous valid config stays in force, so a typo never
@@ -76,6 +80,10 @@ class PayloadLogConfig(_Strict):
         return self.keep != "inputs"
 
 
+class FeedbackConfig(_Strict):
+    window: int | None = Field(None, gt=0, le=1_000_000)
+
+
 class Latest(_Strict):
     num_versions: int = Field(1, gt=0, le=1000)
 
@@ -122,6 +130,7 @@ class ModelConfig(_Strict):
     traffic: dict[str, float] = Field(default_factory=dict)
     batching: BatchingConfig = BatchingConfig()
     payload_log: PayloadLogConfig | None = None
+    feedback: FeedbackConfig | None = None
 
     @field_validator("labels")
     @classmethod

@@ -183,6 +183,24 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Longest wait for the sink to answer one event."
     )
 
+    # Evidence store: logged predictions joined to their ground truth
+    evidence_db: Path = Field(
+        Path("var/evidence.sqlite3"), description="SQLite file of logged predictions and "
+                                                   "their feedback (shared by the workers)."
+    )
+    evidence_max_age_h: float = Field(
+        30 * 24, gt=0, description="Logged predictions and feedback older than this are "
+                                   "deleted from the evidence store."
+    )
+    evidence_max_mb: float = Field(
+        1024, gt=0, description="Past this size the oldest predictions are deleted from the "
+                                "evidence store."
+    )
+    feedback_window: int = Field(
+        10_000, gt=0, description="Live scores of a version cover its latest this many "
+                                  "fed-back predictions."
+    )
+
     @field_validator("payload_sink_url")
     @classmethod
     def _sink_url(cls, url: str | None) -> str | None:

@@ -62,6 +62,7 @@ def copy_version(tmp_path):
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
@@ -92,10 +93,13 @@ class Server:
         self.grpc_port = _free_port()
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = open(log_dir / f"server-{self.port}.log", "w+")  # noqa: SIM115
+        # The evidence a test server writes stays beside its log, out of the checkout.
+        evidence = {"MODELSERVE_EVIDENCE_DB": str(log_dir / f"evidence-{self.port}.sqlite3"),
+                    "MODELSERVE_PAYLOAD_LOG_DIR": str(log_dir / f"payloads-{self.port}")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.server", "--repository", str(repository),
              "--port", str(self.port), "--grpc-port", str(self.grpc_port), *args],
-            cwd=ROOT, env={**os.environ, **TEST_LIMITS, **(env or {})},
+            cwd=ROOT, env={**os.environ, **TEST_LIMITS, **evidence, **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_settled(self, timeout: float = 120) -> None:
@@ -168,6 +172,9 @@ class InProcessServer:
 
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
+        scratch = Path(tempfile.mkdtemp(prefix="modelserve-evidence-"))
+        settings = {"evidence_db": scratch / "evidence.sqlite3",
+                    "payload_log_dir": scratch / "payloads", **settings}
         self.app = create_asgi(Settings(repository=repository, port=port, grpc_port=0,
                                         **settings))
         self.services = self.app.plane

@@ -3,21 +3,32 @@ rebuilt from the datasets, sent through the running service, and scored. The ser
 metrics must equal the model card's, and beat the card's baselines (and chance), so
 a served version can neither drift from what was evaluated (float32 narrowing cost
 housing v2 2% of MSE once) nor be a retrain that regressed.
+
+Then the held-out labels are fed back for the replayed predictions
+(``POST /v1/models/<name>:feedback``), and the live scores the service computes from
+its evidence store must equal the card too.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
 from service.loader import read_manifest
-from tests.conftest import committed_versions
+from service.manifest import Task
+from tests.conftest import committed_versions, running
 from training.publishing import evaluate
 
 CHUNK = 250  # rows per request, under the test server's 300-row limit
+DEADLINE_S = 120.0
 
 
 def _split(manifest, data_dir):
@@ -26,21 +37,27 @@ def _split(manifest, data_dir):
     return module.split(recipe, data_dir)
 
 
+def _rid(manifest, start: int) -> str:
+    return f"quality-{manifest.name}-{manifest.version}-{start}"
+
+
 def _served(client, triton_client, manifest, x: np.ndarray) -> dict[str, np.ndarray]:
     (spec,) = manifest.inputs
     url = f"/v1/models/{manifest.name}/versions/{manifest.version}:predict"
     outs = []
     for start in range(0, len(x), CHUNK):
         part = x[start:start + CHUNK]
+        rid = {"x-request-id": _rid(manifest, start)}
         if spec.kind == "image":  # KServe V2 binary tensors, as tritonclient sends them
             t = triton.InferInput(spec.name, list(part.shape), "FP32")
             t.set_data_from_numpy(np.ascontiguousarray(part, dtype=np.float32))
-            result = triton_client.infer(manifest.name, [t], model_version=str(manifest.version))
+            result = triton_client.infer(manifest.name, [t], model_version=str(manifest.version),
+                                         headers=rid)
             outs.append({k: result.as_numpy(k) for k in ("probabilities", "class_id")})
             continue
         # TF-Serving columns by feature name, the values as JSON numbers (exact float64).
         columns = {n: part[:, j].tolist() for j, n in enumerate(spec.feature_names)}
-        r = client.post(url, json={"inputs": columns})
+        r = client.post(url, json={"inputs": columns}, headers=rid)
         assert r.status_code == 200, r.text
         body = r.json()["outputs"]
         outs.append({k: np.asarray(v) for k, v in body.items()} if isinstance(body, dict)
@@ -48,9 +65,53 @@ def _served(client, triton_client, manifest, x: np.ndarray) -> dict[str, np.ndar
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
+def _feed_back(client, manifest, y: np.ndarray) -> None:
+    """The held-out truths, for the predictions _served made (its request ids)."""
+    for start in range(0, len(y), CHUNK):
+        truths = y[start:start + CHUNK].tolist()
+        r = client.post(f"/v1/models/{manifest.name}:feedback", json={"feedback": [
+            {"request_id": _rid(manifest, start), "instance": i, "truth": t}
+            for i, t in enumerate(truths)]})
+        assert r.status_code == 200, r.text
+        assert r.json()["versions"] == {str(manifest.version): len(truths)}
+
+
+def _live_scores(client, manifest) -> dict[str, float]:
+    version = str(manifest.version)
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        r = client.get(f"/v1/models/{manifest.name}")
+        assert r.status_code == 200, r.text
+        live = r.json()["modelserve"]["feedback"]["versions"].get(version, {})
+        if live.get("joined") == manifest.evaluation.test_rows:
+            return live
+        time.sleep(0.1)
+    raise AssertionError(f"live scores of {manifest.name} v{version} never covered the "
+                         "held-out set")
+
+
 @pytest.fixture(scope="module")
-def triton_client(server):
-    return triton.InferenceServerClient(server.url.removeprefix("http://"))
+def quality_server(tmp_path_factory) -> Iterator[httpx.Client]:
+    """Every committed version, with feedback on for every model."""
+    root = tmp_path_factory.mktemp("quality")
+    for folder in committed_versions():
+        shutil.copytree(folder, root / "models" / folder.parent.name / folder.name)
+    for model in (root / "models").iterdir():
+        (model / "config.json").write_text(json.dumps({"feedback": {"window": 20000}}))
+    with running(root / "models", root) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(quality_server):
+    return quality_server
+
+
+@pytest.fixture(scope="module")
+def triton_client(quality_server):
+    return triton.InferenceServerClient(str(quality_server.base_url).removeprefix(
+        "http://").rstrip("/"))
 
 
 @pytest.mark.parametrize("folder", committed_versions(), ids=lambda p: f"{p.parent.name}-{p.name}")
@@ -68,3 +129,9 @@ def test_served_metrics_equal_the_card_and_beat_its_baselines(folder, client, tr
     assert evaluate.beats(m.task, got, m.evaluation.baselines) == []
     if m.labels:
         assert got["balanced_accuracy"] > 1 / len(m.labels)  # chance
+
+    y = np.asarray(split.y_test)
+    _feed_back(client, m, y.astype(np.int64) if m.task is Task.CLASSIFICATION else y)
+    live = _live_scores(client, m)
+    for key, card in m.evaluation.test_metrics.items():
+        assert live[key] == pytest.approx(card, rel=1e-6, abs=tolerance), (key, live[key], card)

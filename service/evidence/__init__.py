@@ -1,24 +1,34 @@
 """Evidence about the versions being served, gathered in the serving process with
-nothing else running: the payload log (every logged prediction as a JSON line in
-rotating files, optionally sent on as KServe-format CloudEvents).
+nothing else running:
+
+- the payload log (``payload_log``): every logged prediction as a JSON line in rotating
+  files, optionally sent on as KServe-format CloudEvents;
+- the evidence store (``store``): logged predictions in SQLite, joined to the ground
+  truth clients feed back (``feedback``), scored live per version (``live``).
 
 The data plane calls ``capture`` where the model is called (any protocol) and
 ``finish`` once the answer's status and latency are known. Both run on the event loop
-and only decide, sample and enqueue; encoding and I/O happen on the evidence threads
-(``payload_log``), so a slow disk or sink never delays a prediction, and a failure in
-them never fails one.
+and only decide, sample and enqueue; encoding and I/O happen on the evidence threads,
+so a slow disk or sink never delays a prediction, and a failure in them never fails one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from typing import Any
 
 import numpy as np
 
 from service.batch import Batch
+from service.errors import ApiError, Conflict, NotFound
+from service.evidence import feedback
+from service.evidence.live import LiveScores
 from service.evidence.payload_log import PayloadLog
 from service.evidence.records import Prediction
+from service.evidence.store import Duplicate, EvidenceStore, Unknown, describe
+from service.manifest import Manifest
 from service.model import LoadedModel
 from service.observability import context, metrics
 from service.repository import Repository
@@ -26,24 +36,37 @@ from service.settings import Settings
 
 __all__ = ["Evidence", "Prediction"]
 
+MB = 1024 * 1024
+
 
 class Evidence:
     def __init__(self, settings: Settings, repository: Repository) -> None:
+        self.settings = settings
         self.repository = repository
-        self.payload_log = PayloadLog(settings, metrics.count_payload, metrics.count_sink)
+        self.store = EvidenceStore(settings.evidence_db, settings.evidence_max_age_h * 3600,
+                                   int(settings.evidence_max_mb * MB))
+        self.payload_log = PayloadLog(settings, self.store, metrics.count_payload,
+                                      metrics.count_sink)
+        self.live = LiveScores(self.store, self._manifest, self._window)
+
+    # --- the prediction path (event loop) -----------------------------------------------
 
     def capture(self, model: LoadedModel, batch: Batch,
                 outputs: dict[str, np.ndarray] | None, client_id: str | None = None,
                 error: str = "") -> None:
-        """Keep the prediction on the request's context if its model logs it (sampled)."""
-        policy = self.repository.config(model.name).payload_log
-        if policy is None or (policy.sample < 1 and random.random() >= policy.sample):
+        """Keep the prediction on the request's context if its model logs it (sampled) or
+        takes feedback."""
+        config = self.repository.config(model.name)
+        policy, store = config.payload_log, config.feedback is not None
+        if policy is not None and policy.sample < 1 and random.random() >= policy.sample:
+            policy = None
+        if policy is None and not store:
             return
         info = context.current()
         if info is None:
             return
         info.prediction = Prediction(model, batch, outputs, info.request_id, client_id,
-                                     info.route_label, error=error, log=policy)
+                                     info.route_label, error=error, log=policy, store=store)
 
     def finish(self, info: context.RequestInfo, protocol: str, status: int,
                seconds: float) -> None:
@@ -53,14 +76,73 @@ class Evidence:
         p.time, p.protocol, p.status, p.seconds = time.time(), protocol, status, seconds
         self.payload_log.offer(p)
 
+    # --- feedback -----------------------------------------------------------------------
+
+    async def feedback(self, name: str, manifest: Manifest, body: Any) -> dict[str, Any]:
+        """Join the body's truths to their logged predictions, all or none of them."""
+        try:
+            items = feedback.parse(body, manifest, self.settings.max_request_rows)
+        except ApiError:
+            metrics.count_feedback(name, "invalid", 1)
+            raise
+        loop = asyncio.get_running_loop()
+        versions = await loop.run_in_executor(None, self._join, name, items)
+        metrics.count_feedback(name, "joined", len(items))
+        self.live.poke()
+        per_version: dict[str, int] = {}
+        for v in versions:
+            per_version[str(v)] = per_version.get(str(v), 0) + 1
+        return {"accepted": len(items), "versions": per_version}
+
+    def _join(self, name: str, items: list[tuple[tuple[str, int], str]]) -> list[int]:
+        try:
+            try:
+                return self.store.add_feedback(name, items)
+            except Unknown:
+                # Its prediction may still be in the payload log's queue.
+                self.payload_log.flush()
+                return self.store.add_feedback(name, items)
+        except Unknown as exc:
+            metrics.count_feedback(name, "unmatched", len(exc.keys))
+            raise NotFound(
+                f"No prediction of '{name}' kept for {describe(exc.keys)}: feedback joins the "
+                "predictions made while the model's config.json has \"feedback\" on, by the "
+                "x-request-id they were answered with. Nothing was stored.") from None
+        except Duplicate as exc:
+            metrics.count_feedback(name, "duplicate", len(exc.keys))
+            raise Conflict(f"{describe(exc.keys)} of '{name}' already "
+                           f"{'has' if len(exc.keys) == 1 else 'have'} feedback. Nothing was "
+                           "stored.") from None
+
+    def _window(self, name: str) -> int:
+        config = self.repository.config(name).feedback
+        return (config.window if config is not None and config.window
+                else self.settings.feedback_window)
+
+    def _manifest(self, name: str, version: int) -> Manifest | None:
+        try:
+            return self.repository.resolve(name, version).manifest
+        except ApiError:  # not served now: its scores wait until it is
+            return None
+
+    # --- reading ------------------------------------------------------------------------
+
     def status(self, name: str) -> dict[str, object]:
-        """The model's evidence settings and the writers' health, for its status page."""
-        policy = self.repository.config(name).payload_log
+        """The model's evidence settings, the writers' health and its live scores."""
+        config = self.repository.config(name)
+        policy = config.payload_log
         log: dict[str, object] = {"enabled": policy is not None}
         if policy is not None:
             log.update(policy.model_dump())
             log.update(self.payload_log.status())
-        return {"payload_log": log}
+        feedback: dict[str, object] = {"enabled": config.feedback is not None}
+        if config.feedback is not None:
+            self.live.start()
+            feedback.update(window=self._window(name), store=self.payload_log.store_status(),
+                            versions=self.live.for_model(name))
+        return {"payload_log": log, "feedback": feedback}
 
     def close(self) -> None:
         self.payload_log.close()
+        self.live.close()
+        self.store.close()

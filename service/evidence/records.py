@@ -40,7 +40,8 @@ class Prediction:
     status: int = 0
     seconds: float = 0.0
     error: str = ""
-    log: PayloadLogConfig | None = None     # the model's payload log policy when captured
+    log: PayloadLogConfig | None = None     # the payload log's policy; None: not logged
+    store: bool = False                     # kept in the evidence store for feedback
 
     @property
     def name(self) -> str:
@@ -51,34 +52,54 @@ class Prediction:
         return self.model.version
 
 
+# The last whole second, formatted: most records share it. Replaced as one tuple, so a
+# thread never pairs one second's number with another's text.
+_second: tuple[int, str] = (-1, "")
+
+
 def stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """RFC 3339 UTC with microseconds, e.g. ``2026-12-02T01:23:45.123456Z``."""
+    global _second
+    whole = int(epoch)
+    cached, text = _second
+    if cached != whole:
+        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{int((epoch - whole) * 1e6):06d}Z"
 
 
 def instances(p: Prediction, images: str = "digest") -> list[dict[str, Any]]:
     """Each instance's inputs by name: tabular features by feature name, an image as its
     pixel rows or, for ``images="digest"``, as a digest and a few statistics."""
     sig = p.model.signature
-    columns: list[tuple[str, list[Any]]] = []
+    rows: list[dict[str, Any]] | None = None
     for inp in sig.inputs:
         arr = p.batch[inp.name]
         if inp.tabular:
-            for f in inp.features:
-                columns.append((f.name, arr[:, f.column].tolist()))
+            names = [f.name for f in inp.features]
+            if [f.column for f in inp.features] != list(range(arr.shape[1])):
+                arr = arr[:, [f.column for f in inp.features]]
+            # One tolist for the table: per-column slices cost more than the row's JSON.
+            named = [dict(zip(names, values, strict=True)) for values in arr.tolist()]
         elif images == "full":
-            columns.append((inp.name, arr.tolist()))
+            named = [{inp.name: img} for img in arr.tolist()]
         else:
-            columns.append((inp.name, [_digest(img) for img in arr]))
-    return [{name: values[i] for name, values in columns} for i in range(p.batch.rows)]
+            named = [{inp.name: _digest(img)} for img in arr]
+        if rows is None:
+            rows = named
+        else:
+            for row, more in zip(rows, named, strict=True):
+                row.update(more)
+    return rows or []
 
 
 def predictions(p: Prediction) -> list[dict[str, Any]]:
     """Each instance's outputs by name."""
     if p.outputs is None:
         return []
-    columns = [(name, arr.tolist()) for name, arr in p.outputs.items()]
-    rows = p.batch.rows
-    return [{name: values[i] for name, values in columns} for i in range(rows)]
+    names = list(p.outputs)
+    columns = [arr.tolist() for arr in p.outputs.values()]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _digest(image: np.ndarray) -> dict[str, Any]:
@@ -88,9 +109,11 @@ def _digest(image: np.ndarray) -> dict[str, Any]:
             "mean": round(float(data.mean()), 4), "max": round(float(data.max()), 4)}
 
 
-def line(p: Prediction) -> bytes:
-    """The payload log's JSON line (with its newline)."""
+def line(p: Prediction, preds: list[dict[str, Any]] | None = None) -> bytes:
+    """The payload log's JSON line (with its newline); ``preds``: ``predictions(p)`` if
+    already computed."""
     policy = p.log or PayloadLogConfig()
+
     record: dict[str, Any] = {
         "time": stamp(p.time or time.time()), "request_id": p.request_id,
         "model": p.name, "version": p.version, "protocol": p.protocol,
@@ -105,7 +128,7 @@ def line(p: Prediction) -> bytes:
     if policy.inputs:
         record["instances"] = instances(p, policy.images)
     if policy.outputs and p.outputs is not None:
-        record["predictions"] = predictions(p)
+        record["predictions"] = predictions(p) if preds is None else preds
     return orjson.dumps(record, option=_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
 

@@ -116,6 +116,11 @@ PAYLOAD_RECORDS = Counter(
     "modelserve_payload_log_records_total",
     "Predictions the payload log wrote, dropped (its queue was full) or failed to write "
     "(disk errors).", ["model", "outcome"])
+FEEDBACK_ITEMS = Counter(
+    "modelserve_feedback_items_total",
+    "Ground-truth feedback items: joined to a logged prediction, or refused as unmatched "
+    "(no such logged prediction), duplicate (it already has feedback) or invalid.",
+    ["model", "outcome"])
 PAYLOAD_SINK_EVENTS = Counter(
     "modelserve_payload_sink_events_total",
     "CloudEvents sent to the payload sink, dropped (its queue was full) or failed.",
@@ -151,6 +156,10 @@ def count_http(method: str, route: str, status: int) -> None:
 
 def count_payload(model: str, outcome: str, n: int) -> None:
     PAYLOAD_RECORDS.labels(model, outcome).inc(n)
+
+
+def count_feedback(model: str, outcome: str, n: int) -> None:
+    FEEDBACK_ITEMS.labels(model, outcome).inc(n)
 
 
 def count_sink(outcome: str, n: int) -> None:
@@ -321,6 +330,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class LiveScoresCollector:
+    """``modelserve_feedback_joined`` and ``modelserve_feedback_score``: each version's
+    card metrics over its latest fed-back predictions (the last snapshot, computed off the
+    event loop by service/evidence/live.py)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        joined = GaugeMetricFamily(
+            "modelserve_feedback_joined",
+            "Fed-back predictions the version's live scores cover (at most the window).",
+            labels=["model", "version"])
+        score = GaugeMetricFamily(
+            "modelserve_feedback_score",
+            "The model card's test metrics (accuracy, balanced_accuracy, log_loss, mae, "
+            "mse, ...) over the version's latest fed-back predictions.",
+            labels=["model", "version", "metric"])
+        live = self.services.evidence.live
+        if live.store.path.exists():
+            live.start()  # after a restart: scores of the feedback already stored
+        for (model, version), s in live.snapshot.versions.items():
+            joined.add_metric([model, str(version)], s.joined)
+            for metric, value in s.scores.items():
+                score.add_metric([model, str(version), metric], value)
+        yield joined
+        yield score
+
+
 class Exposition:
     """What ``/metrics`` serves for one app: the recorded metrics (this process's, or
     every worker's in multiprocess mode) plus the scrape-time collectors."""
@@ -330,10 +368,12 @@ class Exposition:
         sources: list[Any]
         if MULTIPROCESS:
             sources = [MultiProcessCollector(None, self.path), PlatformCollector(registry=None),
-                       RepositoryCollector(services), WorkerMemoryCollector()]
+                       RepositoryCollector(services), LiveScoresCollector(services),
+                       WorkerMemoryCollector()]
             atexit.register(mark_process_dead, os.getpid(), self.path)
         else:
-            sources = [REGISTRY, RepositoryCollector(services), QueueCollector(services)]
+            sources = [REGISTRY, RepositoryCollector(services), LiveScoresCollector(services),
+                       QueueCollector(services)]
         self.sources = sources
 
     def collect(self) -> Iterable[Metric]:
