@@ -6,13 +6,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from servers import COMPARISONS, FLOOR, GRPC_TWINS, MODEL_FLOOR, Target
+from servers import COMPARISONS, FLOOR, GRPC_TWINS, MODEL_FLOOR, PAYLOAD_LOG_PAIR, Target
 
 METRICS = ("rps", "p50_ms", "p99_ms")
 # Recorded by the gRPC load generator only: cores it used (near 1.0 = client-bound).
 CLIENT_CPU = "client_cpu"
 # The gRPC issue's goal for one wine row at c=1 (on this machine on a quiet day).
 GRPC_P50_GOAL_MS = 0.3
+# Issue 15: logging every request to files keeps at least this share of c=32 req/s.
+PAYLOAD_LOG_RPS_GOAL = 0.85
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def markdown(results: dict[str, Any], targets: list[Target],
         out.append("")
 
     out += _grpc_section(results, targets, summary)
+    out += _payload_log_section(results, targets, summary)
 
     rows = []
     for name, info in results["servers"].items():
@@ -307,5 +310,45 @@ def _grpc_section(results: dict[str, Any], targets: list[Target],
                      + " (the goal is for a quiet machine: see the load averages below)")
     if goals:
         out += ["", "Goals:", ""] + [f"- {g}" for g in goals]
+    out.append("")
+    return out
+
+
+def _payload_log_section(results: dict[str, Any], targets: list[Target],
+                         summary: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """The same request with the payload log off and on every request, and the goal."""
+    off, logged = PAYLOAD_LOG_PAIR
+    if off not in summary or logged not in summary:
+        return []
+    lo, hi = results["config"]["concurrency"]
+    labels = {t.key: t.label for t in targets}
+    rows = [[labels[off] + " (log off)", _fmt(_get(summary, off, lo, "p50_ms")),
+             _fmt(_get(summary, off, hi, "rps"))],
+            [labels[logged], _fmt(_get(summary, logged, lo, "p50_ms")),
+             _fmt(_get(summary, logged, hi, "rps"))]]
+    off_rps, logged_rps = _median(summary, off, hi, "rps"), _median(summary, logged, hi, "rps")
+    rows.append(["logged / off",
+                 _ratio(_median(summary, logged, lo, "p50_ms"),
+                        _median(summary, off, lo, "p50_ms")),
+                 _ratio(logged_rps, off_rps)])
+    out = ["## Payload log cost", ""]
+    out += _table(["Target", f"c={lo} p50 ms", f"c={hi} req/s"], rows)
+    out += ["", "Logged: its own server (only wine v2, `{\"payload_log\": {}}`) writing "
+            "every prediction to files in the run's scratch directory. The log-off row is "
+            "ours as in every run: compare it across runs for the cost with the log off."]
+    kept = results.get("payload_log")
+    if kept:
+        answered = kept["answered"]
+        out += ["", f"The logged server answered {answered:,} predictions (warm-ups "
+                f"included); its files hold {kept['lines']:,} lines in {kept['files']} "
+                f"file(s), {_ratio(kept['lines'], answered)} the predictions; its counters "
+                f"at the end of the load: {kept['written']:,} written, {kept['dropped']:,} dropped "
+                f"(queue full), {kept['failed']:,} failed."]
+    if off_rps and logged_rps:
+        out += ["", "Goals:", "",
+                f"- payload log on every request, c={hi} req/s >= {PAYLOAD_LOG_RPS_GOAL}x "
+                f"off: {_num(logged_rps)} vs {_num(off_rps)} "
+                f"({_ratio(logged_rps, off_rps)}): "
+                + ("met" if logged_rps >= PAYLOAD_LOG_RPS_GOAL * off_rps else "**not met**")]
     out.append("")
     return out

@@ -37,8 +37,10 @@ import payloads
 import procs
 import report
 import wrk
+from prometheus_client.parser import text_string_to_metric_families
 from servers import (
     GRPC_SPLIT_FROM,
+    LOGGED,
     MLSERVER_BATCH_SIZE,
     MLSERVER_BATCH_TIME,
     SERVERS,
@@ -46,6 +48,7 @@ from servers import (
     LaunchContext,
     Server,
     Target,
+    payload_log_dir,
 )
 from servers import C as CONCURRENCY
 
@@ -315,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                                                bodies.http["digits_photo"].body)
         for name, proc in running.items():
             results["servers"][name]["memory"] = asdict(procs.tree_memory(proc.pid))
+        if LOGGED in running:
+            counts = payload_log_counts(contexts[LOGGED].port)
+            procs.stop(running.pop(LOGGED))  # it writes what is queued before exiting
+            results["payload_log"] = counts | payload_log_lines(
+                payload_log_dir(contexts[LOGGED]))
         results["machine"]["loadavg_at_end"] = machine.loadavg()
         ok = True
     except KeyboardInterrupt:
@@ -388,6 +396,29 @@ def image_cost(port: int, png: bytes, repeat: int = 50) -> dict[str, float]:
             "decode_ms": round(statistics.median(decode) * 1000, 3),
             "preprocess_ms": round(statistics.median(prepare) * 1000, 3),
             "cnn_call_ms": serving["warmup_call_ms"].get("1")}
+
+
+def payload_log_counts(port: int) -> dict[str, int]:
+    """The logged server's predictions answered (200) and its payload log's records
+    written, dropped and failed, from its /metrics (summed over workers)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    counts = {"answered": 0, "written": 0, "dropped": 0, "failed": 0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name == "modelserve_inference_requests_total"
+                    and sample.labels.get("status") == "200"):
+                counts["answered"] += int(sample.value)
+            elif sample.name == "modelserve_payload_log_records_total":
+                outcome = sample.labels["outcome"]
+                counts[outcome] = counts.get(outcome, 0) + int(sample.value)
+    return counts
+
+
+def payload_log_lines(directory: Path) -> dict[str, int]:
+    """Lines (records) in the payload log's files, every worker's."""
+    files = sorted(directory.glob("payloads-*.jsonl"))
+    return {"files": len(files), "lines": sum(f.read_bytes().count(b"\n") for f in files)}
 
 
 def _latest_digits(port: int) -> int:

@@ -8,6 +8,7 @@ Comparisons pair a target of ours with the baseline target doing the same job.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,13 +74,32 @@ class Target:
 # --- launchers ----------------------------------------------------------------------
 
 
-def _ours(ctx: LaunchContext) -> Launch:
+def _ours_argv(ctx: LaunchContext, repository: Path) -> list[str]:
     # The product's own entry point and venv (this interpreter runs bench/run.py).
-    argv = [sys.executable, "-m", "service.server", "--port", str(ctx.port),
-            "--grpc-port", str(ctx.grpc_port),
-            "--repository", str(ctx.repo / "models"), "--log-level", "warning",
-            *ctx.extra_args]
-    return Launch(argv, ctx.repo, notes=" ".join(ctx.extra_args))
+    return [sys.executable, "-m", "service.server", "--port", str(ctx.port),
+            "--grpc-port", str(ctx.grpc_port), "--repository", str(repository),
+            "--log-level", "warning", *ctx.extra_args]
+
+
+def _ours(ctx: LaunchContext) -> Launch:
+    return Launch(_ours_argv(ctx, ctx.repo / "models"), ctx.repo,
+                  notes=" ".join(ctx.extra_args))
+
+
+def _ours_logged(ctx: LaunchContext) -> Launch:
+    # Our own repository holding only wine v2 (its folder names kept: the loader checks
+    # them), with a config that logs every prediction to files in the scratch dir.
+    models = ctx.scratch / "models"
+    shutil.copytree(ctx.repo / "models/wine-quality/2", models / "wine-quality/2")
+    (models / "wine-quality/config.json").write_text(json.dumps({"payload_log": {}}))
+    env = {"MODELSERVE_PAYLOAD_LOG_DIR": str(payload_log_dir(ctx))}
+    return Launch(_ours_argv(ctx, models), ctx.repo, env,
+                  notes=" ".join(["payload log on every request", *ctx.extra_args]))
+
+
+def payload_log_dir(ctx: LaunchContext) -> Path:
+    """Where the ours-logged server writes its payload log."""
+    return ctx.scratch / "payloads"
 
 
 def _uvicorn(ctx: LaunchContext, app: str, *flags: str) -> list[str]:
@@ -166,6 +186,8 @@ def _mlserver_batch(ctx: LaunchContext) -> Launch:
     }, batching=True)
 
 
+LOGGED = "ours-logged"
+
 SERVERS: list[Server] = [
     Server("floor", "floor", "bare ASGI + orjson on uvicorn (uvloop, httptools)", _floor),
     Server("grpc-floor", None, "bare grpc.aio server, constant ModelInferResponse",
@@ -173,6 +195,9 @@ SERVERS: list[Server] = [
     Server("model-floor", None, "bare ASGI + orjson + the committed wine v2 model, on uvicorn",
            _model_floor, group="floor"),
     Server("ours", None, "modelserve (service.server)", _ours),
+    # Started with "ours" (--servers ours selects both): the payload log's cost.
+    Server(LOGGED, None, "modelserve, only wine v2, payload log of every request to files",
+           _ours_logged, group="ours"),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
     Server("mlserver-batch", "mlserver", "Seldon MLServer, sklearn runtime, adaptive batching",
@@ -197,6 +222,8 @@ TARGETS: list[Target] = [
     Target("ours-sklearn-tfs", "ours", "ours: wine v2 sklearn, TF-Serving", WINE_V2_TFS,
            "wine_tfs", C),
     Target("ours-sklearn-v2", "ours", "ours: wine v2 sklearn, V2",
+           "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
+    Target("ours-sklearn-v2-logged", LOGGED, "ours: wine v2 sklearn, V2, payload log on",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("grpc-wine-v2", "ours", "ours: wine v2 sklearn, 1 row, gRPC", "ModelInfer",
            "grpc_wine_v2", C, "grpc", protocol="grpc"),
@@ -244,6 +271,9 @@ COMPARISONS: list[tuple[str, str]] = [
 
 FLOOR = "floor"
 MODEL_FLOOR = "model-floor"  # the floor for a server that calls the wine v2 model per request
+
+# (log off, every request logged to files): the payload log's cost on the same request.
+PAYLOAD_LOG_PAIR = ("ours-sklearn-v2", "ours-sklearn-v2-logged")
 
 # gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
 GRPC_TWINS: dict[str, str] = {
