@@ -322,7 +322,7 @@ def _payload_log_section(results: dict[str, Any], targets: list[Target],
         return []
     lo, hi = results["config"]["concurrency"]
     labels = {t.key: t.label for t in targets}
-    rows = [[labels[off] + " (log off)", _fmt(_get(summary, off, lo, "p50_ms")),
+    rows = [[labels[off], _fmt(_get(summary, off, lo, "p50_ms")),
              _fmt(_get(summary, off, hi, "rps"))],
             [labels[logged], _fmt(_get(summary, logged, lo, "p50_ms")),
              _fmt(_get(summary, logged, hi, "rps"))]]
@@ -333,9 +333,10 @@ def _payload_log_section(results: dict[str, Any], targets: list[Target],
                  _ratio(logged_rps, off_rps)])
     out = ["## Payload log cost", ""]
     out += _table(["Target", f"c={lo} p50 ms", f"c={hi} req/s"], rows)
-    out += ["", "Logged: its own server (only wine v2, `{\"payload_log\": {}}`) writing "
-            "every prediction to files in the run's scratch directory. The log-off row is "
-            "ours as in every run: compare it across runs for the cost with the log off."]
+    out += ["", "Two servers of ours on the same one-model repository (a copy of wine v2), "
+            "one with `{\"payload_log\": {}}` in its config.json: every prediction written "
+            "to files in the run's scratch directory. With the log off, the model's cost is "
+            "the capture check alone: compare ours-sklearn-v2 across runs for that."]
     kept = results.get("payload_log")
     if kept:
         answered = kept["answered"]

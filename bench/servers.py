@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from procs import free_port
 
@@ -86,15 +87,19 @@ def _ours(ctx: LaunchContext) -> Launch:
                   notes=" ".join(ctx.extra_args))
 
 
-def _ours_logged(ctx: LaunchContext) -> Launch:
-    # Our own repository holding only wine v2 (its folder names kept: the loader checks
-    # them), with a config that logs every prediction to files in the scratch dir.
-    models = ctx.scratch / "models"
-    shutil.copytree(ctx.repo / "models/wine-quality/2", models / "wine-quality/2")
-    (models / "wine-quality/config.json").write_text(json.dumps({"payload_log": {}}))
-    env = {"MODELSERVE_PAYLOAD_LOG_DIR": str(payload_log_dir(ctx))}
-    return Launch(_ours_argv(ctx, models), ctx.repo, env,
-                  notes=" ".join(["payload log on every request", *ctx.extra_args]))
+def _ours_wine(config: dict[str, Any] | None, note: str) -> Callable[[LaunchContext], Launch]:
+    """Ours on a repository holding only wine v2 (folder names kept: the loader checks
+    them) with ``config`` as its config.json; its evidence goes to the scratch dir."""
+    def launch(ctx: LaunchContext) -> Launch:
+        models = ctx.scratch / "models"
+        shutil.copytree(ctx.repo / "models/wine-quality/2", models / "wine-quality/2")
+        if config is not None:
+            (models / "wine-quality/config.json").write_text(json.dumps(config))
+        env = {"MODELSERVE_PAYLOAD_LOG_DIR": str(payload_log_dir(ctx)),
+               "MODELSERVE_EVIDENCE_DB": str(ctx.scratch / "evidence.sqlite3")}
+        return Launch(_ours_argv(ctx, models), ctx.repo, env,
+                      notes=" ".join([note, *ctx.extra_args]))
+    return launch
 
 
 def payload_log_dir(ctx: LaunchContext) -> Path:
@@ -187,6 +192,7 @@ def _mlserver_batch(ctx: LaunchContext) -> Launch:
 
 
 LOGGED = "ours-logged"
+WINE_ONLY = "ours-wine"
 
 SERVERS: list[Server] = [
     Server("floor", "floor", "bare ASGI + orjson on uvicorn (uvloop, httptools)", _floor),
@@ -195,9 +201,12 @@ SERVERS: list[Server] = [
     Server("model-floor", None, "bare ASGI + orjson + the committed wine v2 model, on uvicorn",
            _model_floor, group="floor"),
     Server("ours", None, "modelserve (service.server)", _ours),
-    # Started with "ours" (--servers ours selects both): the payload log's cost.
+    # Started with "ours" (--servers ours selects them): the payload log's cost, logged
+    # against the same one-model repository without the log.
+    Server(WINE_ONLY, None, "modelserve, only wine v2", _ours_wine(None, "only wine v2"),
+           group="ours"),
     Server(LOGGED, None, "modelserve, only wine v2, payload log of every request to files",
-           _ours_logged, group="ours"),
+           _ours_wine({"payload_log": {}}, "payload log on every request"), group="ours"),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
     Server("mlserver-batch", "mlserver", "Seldon MLServer, sklearn runtime, adaptive batching",
@@ -223,7 +232,10 @@ TARGETS: list[Target] = [
            "wine_tfs", C),
     Target("ours-sklearn-v2", "ours", "ours: wine v2 sklearn, V2",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
-    Target("ours-sklearn-v2-logged", LOGGED, "ours: wine v2 sklearn, V2, payload log on",
+    Target("ours-wine-v2", WINE_ONLY, "ours (only wine v2 loaded): wine v2 sklearn, V2",
+           "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
+    Target("ours-sklearn-v2-logged", LOGGED,
+           "ours (only wine v2 loaded): wine v2 sklearn, V2, payload log on",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("grpc-wine-v2", "ours", "ours: wine v2 sklearn, 1 row, gRPC", "ModelInfer",
            "grpc_wine_v2", C, "grpc", protocol="grpc"),
@@ -273,7 +285,7 @@ FLOOR = "floor"
 MODEL_FLOOR = "model-floor"  # the floor for a server that calls the wine v2 model per request
 
 # (log off, every request logged to files): the payload log's cost on the same request.
-PAYLOAD_LOG_PAIR = ("ours-sklearn-v2", "ours-sklearn-v2-logged")
+PAYLOAD_LOG_PAIR = ("ours-wine-v2", "ours-sklearn-v2-logged")
 
 # gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
 GRPC_TWINS: dict[str, str] = {
