@@ -4,6 +4,7 @@ memory), verify every artifact's SHA-256, and only then deserialize it."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,19 @@ from pydantic import ValidationError
 
 from service.errors import ModelLoadError
 from service.integrity import verify_artifacts
-from service.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, SCHEMA_VERSION, Manifest
+from service.manifest import (
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    SCHEMA_VERSION,
+    Manifest,
+    Reference,
+)
 from service.manifest_v1 import upgrade
 from service.model import LoadedModel
 from service.runtimes import load_runtime
 from service.runtimes.lean import Engine, compile_lean
+
+log = logging.getLogger("modelserve.loader")
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -50,6 +59,25 @@ def parse_manifest(data: Any) -> Manifest:
     return Manifest.model_validate(data)
 
 
+REFERENCE_FILE = "reference.json"
+
+
+def read_reference(folder: Path) -> Reference | None:
+    """The training reference written beside a version published before manifests held
+    one (training/publishing/reference.py); None when there is none or it is unusable
+    (drift is then off for the version, which still serves)."""
+    path = folder / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        return Reference.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        log.warning("%s: ignored (drift is off for this version): %s", path, exc)
+        return None
+
+
 def load_version(folder: Path, *, expected_name: str | None = None,
                  expected_version: int | None = None, check_samples: bool = True,
                  lean: bool = True) -> LoadedModel:
@@ -77,7 +105,8 @@ def load_version(folder: Path, *, expected_name: str | None = None,
         runtime, engine = compile_lean(runtime, manifest)
     else:
         engine = Engine(manifest.framework.value, "framework call (lean runtimes off)")
-    model = LoadedModel(manifest=manifest, runtime=runtime, folder=folder, engine=engine)
+    model = LoadedModel(manifest=manifest, runtime=runtime, folder=folder, engine=engine,
+                        reference=manifest.reference or read_reference(folder))
     if check_samples:
         problems = model.check_samples()
         if problems:

@@ -297,6 +297,39 @@ class Provenance(_Strict):
     training_seconds: float | None = None
 
 
+class Distribution(_Strict):
+    """A distribution over bins: numbers cut at ``edges`` (``len(edges) + 1`` bins: below
+    the first edge, ..., at or above the last), or ``categories`` (one bin each, then one
+    for any other value)."""
+
+    name: str
+    edges: list[float] | None = None
+    categories: list[str] | list[int] | list[bool] | None = None
+    proportions: list[float]
+
+    @model_validator(mode="after")
+    def _bins(self) -> Distribution:
+        if (self.edges is None) == (self.categories is None):
+            raise ValueError(f"{self.name}: give exactly one of edges and categories")
+        bins = len(self.edges if self.edges is not None else self.categories or []) + 1
+        if len(self.proportions) != bins:
+            raise ValueError(f"{self.name}: {bins} bins need {bins} proportions, got "
+                             f"{len(self.proportions)}")
+        if self.edges is not None and self.edges != sorted(set(self.edges)):
+            raise ValueError(f"{self.name}: edges must increase")
+        if any(p < 0 for p in self.proportions) or abs(sum(self.proportions) - 1) > 1e-3:
+            raise ValueError(f"{self.name}: proportions must be shares summing to 1")
+        return self
+
+
+class Reference(_Strict):
+    """What the training data looked like, for drift (service/evidence/reference.py)."""
+
+    rows: int = Field(gt=0, description="Training rows the distributions were taken from.")
+    features: list[Distribution]
+    predictions: Distribution
+
+
 class Manifest(_Strict):
     schema_version: Literal[2] = SCHEMA_VERSION
     name: str
@@ -316,6 +349,7 @@ class Manifest(_Strict):
     samples: list[Sample] = Field(min_length=1)
     provenance: Provenance
     created_at: datetime
+    reference: Reference | None = None
 
     @field_validator("name")
     @classmethod

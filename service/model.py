@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from service.batch import Batch
-from service.manifest import Manifest, RawOutput, Sample, Task
+from service.manifest import Manifest, RawOutput, Reference, Sample, Task
 from service.runtimes.base import Runtime
 from service.runtimes.lean import Engine
 from service.signature import Signature
@@ -37,6 +37,8 @@ class LoadedModel:
     inflight: int = 0
     # Unloaded from the repository: its batcher is not kept for reuse.
     retired: bool = False
+    # The training distributions drift is measured against (None: drift is off).
+    reference: Reference | None = None
 
     def __post_init__(self) -> None:
         self._labels = np.asarray(self.manifest.labels or [], dtype=object)

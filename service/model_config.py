@@ -7,7 +7,8 @@
   "traffic": {"stable": 90, "canary": 10},
   "batching": {"max_rows": 32, "max_wait_ms": 1, "execution": "thread"},
   "payload_log": {"sample": 0.1, "keep": "both", "images": "digest"},
-  "feedback": {"window": 10000}
+  "feedback": {"window": 10000},
+  "drift": {"window": 1000}
 }
 ```
 
@@ -23,6 +24,8 @@
 - ``feedback``: keep every prediction's outputs in the evidence store so that clients
   can feed back the truth (off without it), and score versions live over the latest
   ``window`` of them (default: the service's ``feedback_window``).
+- ``drift``: compare the latest ``window`` rows each version served with its training
+  reference (off without it, and for a version without a reference).
 
 The file is re-read when it changes. One that does not parse or validate is reported
 (log and model status) and the previous valid config stays in force, so a typo never
@@ -84,6 +87,10 @@ class FeedbackConfig(_Strict):
     window: int | None = Field(None, gt=0, le=1_000_000)
 
 
+class DriftConfig(_Strict):
+    window: int = Field(1000, gt=0, le=100_000)
+
+
 class Latest(_Strict):
     num_versions: int = Field(1, gt=0, le=1000)
 
@@ -131,6 +138,7 @@ class ModelConfig(_Strict):
     batching: BatchingConfig = BatchingConfig()
     payload_log: PayloadLogConfig | None = None
     feedback: FeedbackConfig | None = None
+    drift: DriftConfig | None = None
 
     @field_validator("labels")
     @classmethod

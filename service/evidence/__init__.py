@@ -4,7 +4,9 @@ nothing else running:
 - the payload log (``payload_log``): every logged prediction as a JSON line in rotating
   files, optionally sent on as KServe-format CloudEvents;
 - the evidence store (``store``): logged predictions in SQLite, joined to the ground
-  truth clients feed back (``feedback``), scored live per version (``live``).
+  truth clients feed back (``feedback``), scored live per version (``live``);
+- drift (``drift``): each version's latest rows against its training reference
+  (``reference``).
 
 The data plane calls ``capture`` where the model is called (any protocol) and
 ``finish`` once the answer's status and latency are known. Both run on the event loop
@@ -24,10 +26,11 @@ import numpy as np
 from service.batch import Batch
 from service.errors import ApiError, Conflict, NotFound
 from service.evidence import feedback
+from service.evidence.drift import DriftMonitor
 from service.evidence.live import LiveScores
-from service.evidence.payload_log import PayloadLog
 from service.evidence.records import Prediction
 from service.evidence.store import Duplicate, EvidenceStore, Unknown, describe
+from service.evidence.writer import Writer
 from service.manifest import Manifest
 from service.model import LoadedModel
 from service.observability import context, metrics
@@ -45,8 +48,9 @@ class Evidence:
         self.repository = repository
         self.store = EvidenceStore(settings.evidence_db, settings.evidence_max_age_h * 3600,
                                    int(settings.evidence_max_mb * MB))
-        self.payload_log = PayloadLog(settings, self.store, metrics.count_payload,
-                                      metrics.count_sink)
+        self.drift = DriftMonitor(self._drift_window)
+        self.writer = Writer(settings, self.store, self.drift, metrics.count_payload,
+                             metrics.count_sink)
         self.live = LiveScores(self.store, self._manifest, self._window)
 
     # --- the prediction path (event loop) -----------------------------------------------
@@ -54,19 +58,21 @@ class Evidence:
     def capture(self, model: LoadedModel, batch: Batch,
                 outputs: dict[str, np.ndarray] | None, client_id: str | None = None,
                 error: str = "") -> None:
-        """Keep the prediction on the request's context if its model logs it (sampled) or
-        takes feedback."""
+        """Keep the prediction on the request's context if its model logs it (sampled),
+        takes feedback or watches drift."""
         config = self.repository.config(model.name)
         policy, store = config.payload_log, config.feedback is not None
+        drift = config.drift is not None and model.reference is not None
         if policy is not None and policy.sample < 1 and random.random() >= policy.sample:
             policy = None
-        if policy is None and not store:
+        if policy is None and not store and not drift:
             return
         info = context.current()
         if info is None:
             return
         info.prediction = Prediction(model, batch, outputs, info.request_id, client_id,
-                                     info.route_label, error=error, log=policy, store=store)
+                                     info.route_label, error=error, log=policy, store=store,
+                                     drift=drift)
 
     def finish(self, info: context.RequestInfo, protocol: str, status: int,
                seconds: float) -> None:
@@ -74,7 +80,7 @@ class Evidence:
         p: Prediction = info.prediction
         info.prediction = None
         p.time, p.protocol, p.status, p.seconds = time.time(), protocol, status, seconds
-        self.payload_log.offer(p)
+        self.writer.offer(p)
 
     # --- feedback -----------------------------------------------------------------------
 
@@ -100,7 +106,7 @@ class Evidence:
                 return self.store.add_feedback(name, items)
             except Unknown:
                 # Its prediction may still be in the payload log's queue.
-                self.payload_log.flush()
+                self.writer.flush()
                 return self.store.add_feedback(name, items)
         except Unknown as exc:
             metrics.count_feedback(name, "unmatched", len(exc.keys))
@@ -119,6 +125,10 @@ class Evidence:
         return (config.window if config is not None and config.window
                 else self.settings.feedback_window)
 
+    def _drift_window(self, name: str) -> int | None:
+        config = self.repository.config(name).drift
+        return config.window if config is not None else None
+
     def _manifest(self, name: str, version: int) -> Manifest | None:
         try:
             return self.repository.resolve(name, version).manifest
@@ -134,15 +144,36 @@ class Evidence:
         log: dict[str, object] = {"enabled": policy is not None}
         if policy is not None:
             log.update(policy.model_dump())
-            log.update(self.payload_log.status())
+            log.update(self.writer.status())
         feedback: dict[str, object] = {"enabled": config.feedback is not None}
         if config.feedback is not None:
             self.live.start()
-            feedback.update(window=self._window(name), store=self.payload_log.store_status(),
+            feedback.update(window=self._window(name), store=self.writer.store_status(),
                             versions=self.live.for_model(name))
-        return {"payload_log": log, "feedback": feedback}
+        drift: dict[str, object] = {"enabled": config.drift is not None}
+        if config.drift is not None:
+            served = {s.version: s for s in self.repository.view(name).available}
+            drift.update(window=config.drift.window, versions={
+                str(v): scores.as_dict() for (m, v), scores in sorted(self.drift_scores().items())
+                if m == name})
+            drift["without_reference"] = sorted(
+                str(v) for v, s in served.items() if s.model is not None
+                and s.model.reference is None)
+        return {"payload_log": log, "feedback": feedback, "drift": drift}
+
+    def drift_scores(self) -> dict[tuple[str, int], Any]:
+        """Scores of the windows of versions served now (a retired version's window goes
+        with it)."""
+        out = {}
+        for (name, version), scores in self.drift.scores().items():
+            try:
+                self.repository.resolve(name, version)
+            except ApiError:
+                continue
+            out[(name, version)] = scores
+        return out
 
     def close(self) -> None:
-        self.payload_log.close()
+        self.writer.close()
         self.live.close()
         self.store.close()

@@ -42,6 +42,7 @@ class Prediction:
     error: str = ""
     log: PayloadLogConfig | None = None     # the payload log's policy; None: not logged
     store: bool = False                     # kept in the evidence store for feedback
+    drift: bool = False                     # added to the version's drift window
 
     @property
     def name(self) -> str:

@@ -359,6 +359,44 @@ class LiveScoresCollector:
         yield score
 
 
+class DriftCollector:
+    """``modelserve_drift_*``: each served version's window against its training
+    reference, read from the windows at scrape time (cheap: counts per bin)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        rows = GaugeMetricFamily(
+            "modelserve_drift_window_rows", "Rows in the version's drift window.",
+            labels=["model", "version"])
+        feature = GaugeMetricFamily(
+            "modelserve_drift_feature_psi",
+            "Population stability index of the feature in the window against the training "
+            "reference (< 0.1 stable, 0.1-0.25 moderate, > 0.25 major shift).",
+            labels=["model", "version", "feature"])
+        outside = GaugeMetricFamily(
+            "modelserve_drift_out_of_range_ratio",
+            "Share of the window's values of a numeric feature outside its training range.",
+            labels=["model", "version", "feature"])
+        prediction = GaugeMetricFamily(
+            "modelserve_drift_prediction_psi",
+            "Population stability index of the version's predictions in the window against "
+            "its predictions on the training data.", labels=["model", "version"])
+        for (model, version), s in self.services.evidence.drift_scores().items():
+            v = str(version)
+            rows.add_metric([model, v], s.rows)
+            prediction.add_metric([model, v], s.prediction_psi)
+            for name, (psi, out) in s.features.items():
+                feature.add_metric([model, v, name], psi)
+                if out is not None:
+                    outside.add_metric([model, v, name], out)
+        yield rows
+        yield feature
+        yield outside
+        yield prediction
+
+
 class Exposition:
     """What ``/metrics`` serves for one app: the recorded metrics (this process's, or
     every worker's in multiprocess mode) plus the scrape-time collectors."""
@@ -369,11 +407,11 @@ class Exposition:
         if MULTIPROCESS:
             sources = [MultiProcessCollector(None, self.path), PlatformCollector(registry=None),
                        RepositoryCollector(services), LiveScoresCollector(services),
-                       WorkerMemoryCollector()]
+                       DriftCollector(services), WorkerMemoryCollector()]
             atexit.register(mark_process_dead, os.getpid(), self.path)
         else:
             sources = [REGISTRY, RepositoryCollector(services), LiveScoresCollector(services),
-                       QueueCollector(services)]
+                       DriftCollector(services), QueueCollector(services)]
         self.sources = sources
 
     def collect(self) -> Iterable[Metric]:

@@ -53,6 +53,7 @@ from service.runtimes import Runtime, framework_runtime
 from service.signature import Signature
 from service.tensors import from_columns, from_rows
 from training.publishing import evaluate
+from training.publishing import reference as drift
 from training.publishing.card import CardFacts, write_model_card
 from training.publishing.frameworks import (
     ARTIFACT_NAMES,
@@ -208,7 +209,12 @@ def publish(
                 raise PublishError(f"{name} is not published: " + "; ".join(failing)
                                    + ". Pass allow_below_baseline=True to publish it anyway.")
             card.notes.extend(f"Below a baseline: {f}." for f in failing)
-        manifest = manifest.model_copy(update={"evaluation": evaluation})
+        # The training distributions drift is measured against, as the version sees them.
+        train = _data(specs, inputs, "inputs")
+        drift_reference = _validated(lambda: drift.build(
+            loaded, train, rows(next(iter(train.values())))), "inputs")
+        manifest = manifest.model_copy(update={"evaluation": evaluation,
+                                               "reference": drift_reference})
         _write(staging, manifest)
         read_manifest(staging)  # the final file parses as what the service reads
         write_model_card(manifest, card, staging)

@@ -1,6 +1,7 @@
-"""The payload log's writer: a bounded queue the event loop puts captured predictions
-in, and one thread that encodes them in bursts, appends them to the files, adds them to
-the evidence store and hands them to the sink.
+"""The evidence writer: a bounded queue the event loop puts captured predictions in, and
+one thread that takes them in bursts and, for each as its model's config asks, appends
+it to the payload log's files (and hands it to the sink), keeps it in the evidence store
+for feedback, and adds it to the version's drift window.
 
 Nothing here can delay or fail a prediction: ``offer`` never blocks (a full queue drops
 the record and counts it), and a failing disk is counted, logged once per distinct error,
@@ -23,6 +24,7 @@ import orjson
 
 from service.evidence import records
 from service.evidence.cloudevents import CloudEventsSink
+from service.evidence.drift import DriftMonitor
 from service.evidence.files import RotatingFiles
 from service.evidence.records import Prediction
 from service.evidence.store import EvidenceStore, PredictionRow
@@ -36,12 +38,14 @@ _PERIOD_S = 0.05  # the writer's sleep when few records wait
 _WAKE_AT = 512    # records waiting that wake it early
 
 
-class PayloadLog:
+class Writer:
     def __init__(self, settings: Settings, store: EvidenceStore | None = None,
+                 drift: DriftMonitor | None = None,
                  count: Callable[[str, str, int], None] = lambda model, outcome, n: None,
                  count_sink: Callable[[str, int], None] = lambda outcome, n: None) -> None:
         self.directory = settings.payload_log_dir
         self.store = store
+        self.drift = drift
         self.files = RotatingFiles(settings.payload_log_dir,
                                    int(settings.payload_log_file_mb * MB),
                                    int(settings.payload_log_total_mb * MB),
@@ -116,7 +120,7 @@ class PayloadLog:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
+                thread = threading.Thread(target=self._run, name="evidence", daemon=True)
                 thread.start()
                 self._thread = thread
 
@@ -142,7 +146,11 @@ class PayloadLog:
         done: list[Prediction] = []
         lines: list[bytes] = []
         rows: list[PredictionRow] = []
+        if self.drift is not None:
+            self._drift([p for p in burst if p.drift and p.outputs is not None])
         for p in burst:
+            if p.log is None and not p.store:
+                continue
             try:
                 preds = records.predictions(p)
                 if p.log is not None:
@@ -173,6 +181,19 @@ class PayloadLog:
         if self.last_error:
             log.info("payload log: writing to %s again", self.directory)
             self.last_error = ""
+
+    def _drift(self, burst: list[Prediction]) -> None:
+        assert self.drift is not None
+        by_version: dict[tuple[str, int], list[Prediction]] = {}
+        for p in burst:
+            by_version.setdefault((p.name, p.version), []).append(p)
+        for predictions in by_version.values():
+            try:
+                self.drift.add(predictions[0].model, [(p.batch, p.outputs)
+                                                      for p in predictions if p.outputs])
+            except Exception:  # drift accounting must never cost the log or the store
+                log.exception("drift: could not add %d rows of %s v%d", len(predictions),
+                              predictions[0].name, predictions[0].version)
 
     def _store(self, rows: list[PredictionRow]) -> None:
         assert self.store is not None
