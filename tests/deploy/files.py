@@ -45,8 +45,21 @@ METRICS = {
     "process_resident_memory_bytes": "gauge",
     # Several workers only (MODELSERVE_WORKERS > 1), where process_* is not available.
     "modelserve_worker_resident_memory_bytes": "gauge",
+    # Evidence on versions (issue 15): payload log, ground-truth feedback, input drift.
+    "modelserve_payload_log_records_total": "counter",
+    "modelserve_payload_sink_events_total": "counter",
+    "modelserve_feedback_items_total": "counter",
+    "modelserve_feedback_joined": "gauge",
+    "modelserve_feedback_score": "gauge",
+    "modelserve_drift_window_rows": "gauge",
+    "modelserve_drift_feature_psi": "gauge",
+    "modelserve_drift_out_of_range_ratio": "gauge",
+    "modelserve_drift_prediction_psi": "gauge",
 }
 MULTIPROCESS_ONLY = {"modelserve_worker_resident_memory_bytes"}
+# Served only while some model has drift on: a server without one may leave them out.
+DRIFT_ONLY = {"modelserve_drift_window_rows", "modelserve_drift_feature_psi",
+              "modelserve_drift_out_of_range_ratio", "modelserve_drift_prediction_psi"}
 
 # Documented defaults of the drain settings, used where a file does not set them.
 DRAIN_DEFAULTS = {"MODELSERVE_SHUTDOWN_DELAY_S": 0.0, "MODELSERVE_SHUTDOWN_GRACE_S": 30.0}
