@@ -27,12 +27,14 @@ from service.signature import Signature
 
 @dataclass(frozen=True)
 class DriftScores:
-    rows: int
+    rows: int                       # in the window
+    seen: int                       # ever added to it
     prediction_psi: float
     features: dict[str, tuple[float, float | None]]  # name -> (psi, out-of-range share)
 
     def as_dict(self) -> dict[str, object]:
-        return {"rows": self.rows, "prediction_psi": round(self.prediction_psi, 6),
+        return {"rows": self.rows, "seen": self.seen,
+                "prediction_psi": round(self.prediction_psi, 6),
                 "features": {n: {"psi": round(p, 6)} | (
                     {"out_of_range": round(o, 6)} if o is not None else {})
                     for n, (p, o) in self.features.items()}}
@@ -54,6 +56,7 @@ class DriftWindow:
         self._outside_counts = np.zeros(n, dtype=np.int64)
         self._pos = 0
         self._filled = 0
+        self._seen = 0
         self._lock = threading.Lock()
 
     def add(self, batch: Batch, outputs: dict[str, np.ndarray]) -> None:
@@ -68,9 +71,11 @@ class DriftWindow:
             _outside(np.asarray(col, dtype=np.float64), r)
             for r, col in zip(self.ranges, columns, strict=False)]) if self.names else (
             np.zeros((len(batch), 0), dtype=bool))
+        seen = len(bins)
         if len(bins) > self.size:
             bins, outside = bins[-self.size:], outside[-self.size:]
         with self._lock:
+            self._seen += seen
             for start in range(0, len(bins), self.size):
                 self._put(bins[start:start + self.size], outside[start:start + self.size])
 
@@ -94,13 +99,13 @@ class DriftWindow:
         with self._lock:
             counts = [c.copy() for c in self._counts]
             outside = self._outside_counts.copy()
-            rows = self._filled
+            rows, seen = self._filled, self._seen
         dists = [*self.ref.features, self.ref.predictions]
         psis = [reference.psi(d.proportions, c) for d, c in zip(dists, counts, strict=True)]
         features = {name: (psis[j], (float(outside[j]) / rows if rows else 0.0)
                            if self.ranges[j] is not None else None)
                     for j, name in enumerate(self.names)}
-        return DriftScores(rows, psis[-1], features)
+        return DriftScores(rows, seen, psis[-1], features)
 
 
 def _bin_of(d: Distribution, values: np.ndarray | None) -> np.ndarray:
