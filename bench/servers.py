@@ -207,6 +207,8 @@ SERVERS: list[Server] = [
            group="ours"),
     Server(LOGGED, None, "modelserve, only wine v2, payload log of every request to files",
            _ours_wine({"payload_log": {}}, "payload log on every request"), group="ours"),
+    Server("ours-drift", None, "modelserve, only wine v2, drift window of 1000 rows",
+           _ours_wine({"drift": {}}, "drift on"), group="ours"),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
     Server("mlserver-batch", "mlserver", "Seldon MLServer, sklearn runtime, adaptive batching",
@@ -236,6 +238,9 @@ TARGETS: list[Target] = [
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("ours-sklearn-v2-logged", LOGGED,
            "ours (only wine v2 loaded): wine v2 sklearn, V2, payload log on",
+           "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
+    Target("ours-wine-v2-drift", "ours-drift",
+           "ours (only wine v2 loaded): wine v2 sklearn, V2, drift on",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("grpc-wine-v2", "ours", "ours: wine v2 sklearn, 1 row, gRPC", "ModelInfer",
            "grpc_wine_v2", C, "grpc", protocol="grpc"),
@@ -286,6 +291,8 @@ MODEL_FLOOR = "model-floor"  # the floor for a server that calls the wine v2 mod
 
 # (log off, every request logged to files): the payload log's cost on the same request.
 PAYLOAD_LOG_PAIR = ("ours-wine-v2", "ours-sklearn-v2-logged")
+# (evidence off, drift on): drift accounting's cost on the same request.
+DRIFT_PAIR = ("ours-wine-v2", "ours-wine-v2-drift")
 
 # gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
 GRPC_TWINS: dict[str, str] = {
