@@ -17,7 +17,7 @@ from service.dataplane import DataPlane
 from service.errors import INTERNAL, ApiError, http_body
 from service.inference import Inference
 from service.observability import logs, metrics
-from service.protocols import feedback, health, images, repository_api, tfserving, v2
+from service.protocols import evidence, health, images, repository_api, tfserving, v2
 from service.protocols.common import json_response
 from service.protocols.gateway import Gateway
 from service.reloader import Reloader
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tfserving.router)
     app.include_router(v2.router)
     app.include_router(images.router)
-    app.include_router(feedback.router)
+    app.include_router(evidence.router)
     app.include_router(repository_api.router)  # admin key; 404 when none configured
     metrics.install(app)  # GET /metrics
     _install_error_handlers(app)

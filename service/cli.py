@@ -1,5 +1,5 @@
-"""The ``modelserve`` command: ``serve`` the repository, ``publish`` a saved model, or
-``train`` a built-in model."""
+"""The ``modelserve`` command: ``serve`` the repository, ``publish`` a saved model,
+``train`` a built-in model, or ``compare`` two versions on a running server."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ def main(argv: list[str] | None = None) -> None:
                                    "version", add_help=False)
     sub.add_parser("train", help="train a built-in model and publish a new version",
                    add_help=False)
+    sub.add_parser("compare", help="compare two versions of a model on a running server",
+                   add_help=False)
     args, _rest = parser.parse_known_args(argv[:1])
-    if args.command == "train":
+    if args.command == "compare":
+        from service.evidence.compare_cli import main as compare_main
+
+        compare_main(argv[1:])
+    elif args.command == "train":
         from training.cli import main as train_main
 
         train_main(argv[1:])

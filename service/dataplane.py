@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +117,7 @@ class DataPlane:
         # One checker for every protocol: a key's rate limit counts HTTP and gRPC calls
         # alike. None when no key is configured.
         self.access = security.access_control(settings)
-        self.evidence = Evidence(settings, repository)
+        self.evidence = Evidence(settings, repository, inference)
         # Set on SIGTERM: readiness answers 503 while in-flight requests finish.
         self.draining = False
 
@@ -202,12 +203,14 @@ class DataPlane:
                       client_id: str | None = None) -> dict[str, np.ndarray]:
         """Every output of the model for the batch: the one model call of every protocol,
         where the prediction is captured as evidence (service/evidence/)."""
+        start = time.perf_counter()
         try:
             outputs = await self.inference.predict(model, batch)
         except ApiError as exc:  # timed out, overloaded, the model raised
             self.evidence.capture(model, batch, None, client_id, exc.message)
             raise
-        self.evidence.capture(model, batch, outputs, client_id)
+        self.evidence.capture(model, batch, outputs, client_id,
+                              model_seconds=time.perf_counter() - start)
         return outputs
 
     async def infer(self, request: InferenceRequest) -> InferenceResult:

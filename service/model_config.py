@@ -8,7 +8,8 @@
   "batching": {"max_rows": 32, "max_wait_ms": 1, "execution": "thread"},
   "payload_log": {"sample": 0.1, "keep": "both", "images": "digest"},
   "feedback": {"window": 10000},
-  "drift": {"window": 1000}
+  "drift": {"window": 1000},
+  "shadow": {"version": "3", "percent": 25}
 }
 ```
 
@@ -26,6 +27,8 @@
   ``window`` of them (default: the service's ``feedback_window``).
 - ``drift``: compare the latest ``window`` rows each version served with its training
   reference (off without it, and for a version without a reference).
+- ``shadow``: send ``percent`` of the live requests again, once answered, to a candidate
+  version (a number or a label) and compare the answers (service/evidence/shadow.py).
 
 The file is re-read when it changes. One that does not parse or validate is reported
 (log and model status) and the previous valid config stays in force, so a typo never
@@ -91,6 +94,24 @@ class DriftConfig(_Strict):
     window: int = Field(1000, gt=0, le=100_000)
 
 
+class ShadowConfig(_Strict):
+    version: str = Field(description="The candidate: a version number or a label.")
+    percent: float = Field(gt=0, le=100)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _text(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("version")
+    @classmethod
+    def _version_or_label(cls, v: str) -> str:
+        if not (v.isdigit() and int(v) >= 1) and not LABEL_RE.match(v):
+            raise ValueError(f"shadow version {v[:40]!r} is neither a version number nor a "
+                             "label")
+        return v
+
+
 class Latest(_Strict):
     num_versions: int = Field(1, gt=0, le=1000)
 
@@ -139,6 +160,7 @@ class ModelConfig(_Strict):
     payload_log: PayloadLogConfig | None = None
     feedback: FeedbackConfig | None = None
     drift: DriftConfig | None = None
+    shadow: ShadowConfig | None = None
 
     @field_validator("labels")
     @classmethod
@@ -161,6 +183,10 @@ class ModelConfig(_Strict):
                 raise ValueError(f"traffic weight of {key!r} is negative")
         if self.traffic and sum(self.traffic.values()) <= 0:
             raise ValueError("traffic weights must not all be zero")
+        if self.shadow is not None and not self.shadow.version.isdigit() and (
+                self.shadow.version not in self.labels):
+            raise ValueError(f"shadow version {self.shadow.version!r} is not one of the labels "
+                             f"({', '.join(self.labels) or 'none defined'})")
         return self
 
     def traffic_by_version(self) -> dict[int, float]:

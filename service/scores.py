@@ -9,6 +9,10 @@ from sklearn import metrics as skm
 
 from service.manifest import Task
 
+# The metric a version is judged by (and whether higher is better): publishing compares it
+# with the baselines, the comparison of two live versions with each other.
+PRIMARY = {Task.CLASSIFICATION: ("balanced_accuracy", True), Task.REGRESSION: ("mse", False)}
+
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray | None,
                            pred: np.ndarray | None = None,

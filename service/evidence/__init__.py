@@ -6,7 +6,9 @@ nothing else running:
 - the evidence store (``store``): logged predictions in SQLite, joined to the ground
   truth clients feed back (``feedback``), scored live per version (``live``);
 - drift (``drift``): each version's latest rows against its training reference
-  (``reference``).
+  (``reference``);
+- shadow traffic (``shadow``): live requests mirrored to a candidate version, answers
+  compared; ``compare`` puts it all side by side for two versions.
 
 The data plane calls ``capture`` where the model is called (any protocol) and
 ``finish`` once the answer's status and latency are known. Both run on the event loop
@@ -24,13 +26,15 @@ from typing import Any
 import numpy as np
 
 from service.batch import Batch
-from service.errors import ApiError, Conflict, NotFound
-from service.evidence import feedback
+from service.errors import ApiError, Conflict, InvalidInput, NotFound
+from service.evidence import compare, feedback
 from service.evidence.drift import DriftMonitor
 from service.evidence.live import LiveScores
 from service.evidence.records import Prediction
+from service.evidence.shadow import Shadow
 from service.evidence.store import Duplicate, EvidenceStore, Unknown, describe
 from service.evidence.writer import Writer
+from service.inference import Inference
 from service.manifest import Manifest
 from service.model import LoadedModel
 from service.observability import context, metrics
@@ -43,9 +47,11 @@ MB = 1024 * 1024
 
 
 class Evidence:
-    def __init__(self, settings: Settings, repository: Repository) -> None:
+    def __init__(self, settings: Settings, repository: Repository,
+                 inference: Inference) -> None:
         self.settings = settings
         self.repository = repository
+        self.shadow = Shadow(repository, inference)
         self.store = EvidenceStore(settings.evidence_db, settings.evidence_max_age_h * 3600,
                                    int(settings.evidence_max_mb * MB))
         self.drift = DriftMonitor(self._drift_window)
@@ -57,30 +63,40 @@ class Evidence:
 
     def capture(self, model: LoadedModel, batch: Batch,
                 outputs: dict[str, np.ndarray] | None, client_id: str | None = None,
-                error: str = "") -> None:
+                error: str = "", model_seconds: float = 0.0) -> None:
         """Keep the prediction on the request's context if its model logs it (sampled),
-        takes feedback or watches drift."""
+        takes feedback, watches drift or mirrors it to a shadow candidate (sampled)."""
         config = self.repository.config(model.name)
         policy, store = config.payload_log, config.feedback is not None
         drift = config.drift is not None and model.reference is not None
         if policy is not None and policy.sample < 1 and random.random() >= policy.sample:
             policy = None
-        if policy is None and not store and not drift:
+        shadow = ""
+        if (config.shadow is not None and outputs is not None
+                and config.shadow.version != str(model.version)
+                and (config.shadow.percent >= 100
+                     or random.random() * 100 < config.shadow.percent)):
+            shadow = config.shadow.version
+        if policy is None and not store and not drift and not shadow:
             return
         info = context.current()
         if info is None:
             return
         info.prediction = Prediction(model, batch, outputs, info.request_id, client_id,
                                      info.route_label, error=error, log=policy, store=store,
-                                     drift=drift)
+                                     drift=drift, shadow=shadow, model_seconds=model_seconds)
 
     def finish(self, info: context.RequestInfo, protocol: str, status: int,
                seconds: float) -> None:
-        """The answer went out: hand the captured prediction to the writers."""
+        """The answer went out: hand the captured prediction to the writers, and to the
+        shadow candidate."""
         p: Prediction = info.prediction
         info.prediction = None
         p.time, p.protocol, p.status, p.seconds = time.time(), protocol, status, seconds
-        self.writer.offer(p)
+        if p.shadow and status == 200:
+            self.shadow.offer(p, p.shadow)
+        if p.log is not None or p.store or p.drift:
+            self.writer.offer(p)
 
     # --- feedback -----------------------------------------------------------------------
 
@@ -159,7 +175,34 @@ class Evidence:
             drift["without_reference"] = sorted(
                 str(v) for v, s in served.items() if s.model is not None
                 and s.model.reference is None)
-        return {"payload_log": log, "feedback": feedback, "drift": drift}
+        shadow: dict[str, object] = {"enabled": config.shadow is not None}
+        if config.shadow is not None:
+            shadow.update(config.shadow.model_dump(), dropped=self.shadow.dropped,
+                          pairs=self.shadow.for_model(name))
+        return {"payload_log": log, "feedback": feedback, "drift": drift, "shadow": shadow}
+
+    def compare(self, name: str, baseline: str, candidate: str) -> dict[str, Any]:
+        """Two versions (numbers or labels) side by side (service/evidence/compare.py)."""
+        versions = [self._version(name, ref, what)
+                    for ref, what in ((baseline, "baseline"), (candidate, "candidate"))]
+        b, c = versions
+        task = self.repository.view(name).versions[b].model
+        task_of = (task.manifest.task if task is not None
+                   else self.repository.resolve(name).manifest.task)
+        pairs = {(x, y): s for (m, x, y), s in self.shadow.pairs.items()
+                 if m == name and {x, y} == {b, c}}
+        self.live.start()
+        drift = {v: s for (m, v), s in self.drift_scores().items() if m == name}
+        return compare.report(name, task_of, b, c, pairs, self.live.for_model(name), drift)
+
+    def _version(self, name: str, ref: str, what: str) -> int:
+        if not ref:
+            raise InvalidInput(f"Give the {what} version: ?baseline=1&candidate=2 (a version "
+                               "number or a label).")
+        version = (self.repository.label_version(name, ref) if not ref.isdigit()
+                   else int(ref))
+        self.repository.status(name, version)  # NotFound for a version it does not know
+        return version
 
     def drift_scores(self) -> dict[tuple[str, int], Any]:
         """Scores of the windows of versions served now (a retired version's window goes

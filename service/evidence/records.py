@@ -43,6 +43,8 @@ class Prediction:
     log: PayloadLogConfig | None = None     # the payload log's policy; None: not logged
     store: bool = False                     # kept in the evidence store for feedback
     drift: bool = False                     # added to the version's drift window
+    shadow: str = ""                        # the candidate version to mirror it to
+    model_seconds: float = 0.0              # its model call (batcher wait included)
 
     @property
     def name(self) -> str:

@@ -121,6 +121,14 @@ FEEDBACK_ITEMS = Counter(
     "Ground-truth feedback items: joined to a logged prediction, or refused as unmatched "
     "(no such logged prediction), duplicate (it already has feedback) or invalid.",
     ["model", "outcome"])
+SHADOW_REQUESTS = Counter(
+    "modelserve_shadow_requests_total",
+    "Live requests mirrored to a shadow candidate: compared, error (the candidate failed "
+    "or is not served) or dropped (its queue was full).", ["model", "outcome"])
+SHADOW_ROWS = Counter(
+    "modelserve_shadow_rows_total",
+    "Rows of a classifier's shadowed requests on which the candidate agreed with the "
+    "served version, or disagreed.", ["model", "outcome"])
 PAYLOAD_SINK_EVENTS = Counter(
     "modelserve_payload_sink_events_total",
     "CloudEvents sent to the payload sink, dropped (its queue was full) or failed.",
@@ -160,6 +168,15 @@ def count_payload(model: str, outcome: str, n: int) -> None:
 
 def count_feedback(model: str, outcome: str, n: int) -> None:
     FEEDBACK_ITEMS.labels(model, outcome).inc(n)
+
+
+def count_shadow_request(model: str, outcome: str) -> None:
+    SHADOW_REQUESTS.labels(model, outcome).inc()
+
+
+def count_shadow_rows(model: str, agree: int, disagree: int) -> None:
+    SHADOW_ROWS.labels(model, "agree").inc(agree)
+    SHADOW_ROWS.labels(model, "disagree").inc(disagree)
 
 
 def count_sink(outcome: str, n: int) -> None:

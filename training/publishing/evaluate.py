@@ -14,14 +14,13 @@ from service.manifest import Task
 from service.model import LoadedModel
 
 # The card's metrics are the service's: live feedback scores a version with the same code.
+from service.scores import PRIMARY as PRIMARY
 from service.scores import classification_metrics as classification_metrics
 from service.scores import regression_metrics as regression_metrics
 from service.scores import task_metrics as task_metrics
 from service.signature import Signature
 from service.tensors import from_columns
 
-# Compared with the baselines before a version is published.
-PRIMARY = {Task.CLASSIFICATION: ("balanced_accuracy", True), Task.REGRESSION: ("mse", False)}
 _CHUNK = 1024
 
 

@@ -1,9 +1,10 @@
-"""Ground truth for logged predictions, TF-Serving style (``:feedback``) and V2 style
-(``/feedback``): the same body and answer on both (service/evidence/feedback.py)."""
+"""The evidence routes: ground truth for kept predictions, TF-Serving style
+(``:feedback``) and V2 style (``/feedback``) with the same body and answer
+(service/evidence/feedback.py), and two versions compared (service/evidence/compare.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.errors import Unavailable
@@ -30,3 +31,12 @@ async def post_feedback(request: Request, name: str) -> Response:
     # Truths are checked against the newest available version's task and labels.
     manifest = plane.repository.resolve(name, view.available[0].version).manifest
     return json_response(await plane.evidence.feedback(name, manifest, body))
+
+
+@router.get("/v1/models/{name}/compare", summary="Two versions side by side: agreement on "
+            "shadow traffic, live quality from feedback, model time, drift")
+async def compare(request: Request, name: str,
+                  baseline: str = Query("", description="Version number or label."),
+                  candidate: str = Query("", description="Version number or label.")
+                  ) -> Response:
+    return json_response(services(request).evidence.compare(name, baseline, candidate))
