@@ -13,6 +13,7 @@ from servers import (
     GRPC_TWINS,
     MODEL_FLOOR,
     PAYLOAD_LOG_PAIR,
+    SHADOW_PAIR,
     Target,
 )
 
@@ -24,6 +25,7 @@ GRPC_P50_GOAL_MS = 0.3
 # Issue 15: logging every request to files keeps at least this share of c=32 req/s.
 PAYLOAD_LOG_RPS_GOAL = 0.85
 DRIFT_RPS_GOAL = 0.95
+SHADOW_P99_GOAL = 1.1
 
 
 @dataclass(frozen=True)
@@ -340,9 +342,10 @@ def _payload_log_section(results: dict[str, Any], targets: list[Target],
                  _ratio(_median(summary, logged, lo, "p50_ms"),
                         _median(summary, off, lo, "p50_ms")),
                  _ratio(logged_rps, off_rps)])
-    out = ["## Evidence cost: payload log and drift", ""]
+    out = ["## Evidence cost: payload log, drift, shadow", ""]
     out += _table(["Target", f"c={lo} p50 ms", f"c={hi} req/s"], rows)
-    out += ["", "Two servers of ours on the same one-model repository (a copy of wine v2), "
+    out += ["", "Servers of ours on the same one-model repository (copies of wine v1 and v2; the "
+            "requests go to v2), "
             "one with `{\"payload_log\": {}}` in its config.json: every prediction written "
             "to files in the run's scratch directory. With the log off, the model's cost is "
             "the capture check alone: compare ours-sklearn-v2 across runs for that."]
@@ -373,6 +376,18 @@ def _payload_log_section(results: dict[str, Any], targets: list[Target],
         goals.append(f"- drift on every request, c={hi} req/s >= {DRIFT_RPS_GOAL}x off: "
                      f"{_num(drift_rps)} vs {_num(off_rps)} ({_ratio(drift_rps, off_rps)}): "
                      + ("met" if drift_rps >= DRIFT_RPS_GOAL * off_rps else "**not met**"))
+    shadow = SHADOW_PAIR[1]
+    on_p99 = _median(summary, shadow, hi, "p99_ms") if shadow in summary else None
+    off_p99 = _median(summary, off, hi, "p99_ms")
+    if on_p99 and off_p99:
+        out += ["", "Shadow on (`{\"shadow\": {\"version\": 1, \"percent\": 25}}`: a "
+                "quarter of v2's requests sent again to v1 once answered): "
+                f"c={hi} p99 {_fmt(_get(summary, shadow, hi, 'p99_ms'))} ms against "
+                f"{_fmt(_get(summary, off, hi, 'p99_ms'))} off, "
+                f"{_fmt(_get(summary, shadow, hi, 'rps'))} req/s."]
+        goals.append(f"- shadow 25%, c={hi} p99 <= {SHADOW_P99_GOAL}x off: "
+                     f"{on_p99:.2f} vs {off_p99:.2f} ms ({_ratio(on_p99, off_p99)}): "
+                     + ("met" if on_p99 <= SHADOW_P99_GOAL * off_p99 else "**not met**"))
     if goals:
         out += ["", "Goals:", "", *goals]
     out.append("")

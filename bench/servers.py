@@ -88,11 +88,14 @@ def _ours(ctx: LaunchContext) -> Launch:
 
 
 def _ours_wine(config: dict[str, Any] | None, note: str) -> Callable[[LaunchContext], Launch]:
-    """Ours on a repository holding only wine v2 (folder names kept: the loader checks
-    them) with ``config`` as its config.json; its evidence goes to the scratch dir."""
+    """Ours on a repository holding only wine v1 and v2 (folder names kept: the loader
+    checks them) with ``config`` as its config.json; its evidence goes to the scratch
+    dir. The requests go to v2; v1 is there to be shadowed."""
     def launch(ctx: LaunchContext) -> Launch:
         models = ctx.scratch / "models"
-        shutil.copytree(ctx.repo / "models/wine-quality/2", models / "wine-quality/2")
+        for version in ("1", "2"):
+            shutil.copytree(ctx.repo / "models/wine-quality" / version,
+                            models / "wine-quality" / version)
         if config is not None:
             (models / "wine-quality/config.json").write_text(json.dumps(config))
         env = {"MODELSERVE_PAYLOAD_LOG_DIR": str(payload_log_dir(ctx)),
@@ -203,12 +206,14 @@ SERVERS: list[Server] = [
     Server("ours", None, "modelserve (service.server)", _ours),
     # Started with "ours" (--servers ours selects them): the payload log's cost, logged
     # against the same one-model repository without the log.
-    Server(WINE_ONLY, None, "modelserve, only wine v2", _ours_wine(None, "only wine v2"),
+    Server(WINE_ONLY, None, "modelserve, only wine", _ours_wine(None, "only wine"),
            group="ours"),
-    Server(LOGGED, None, "modelserve, only wine v2, payload log of every request to files",
+    Server(LOGGED, None, "modelserve, only wine, payload log of every request to files",
            _ours_wine({"payload_log": {}}, "payload log on every request"), group="ours"),
-    Server("ours-drift", None, "modelserve, only wine v2, drift window of 1000 rows",
+    Server("ours-drift", None, "modelserve, only wine, drift window of 1000 rows",
            _ours_wine({"drift": {}}, "drift on"), group="ours"),
+    Server("ours-shadow", None, "modelserve, only wine, 25% of v2's requests shadowed to v1",
+           _ours_wine({"shadow": {"version": 1, "percent": 25}}, "shadow on"), group="ours"),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
     Server("mlserver-batch", "mlserver", "Seldon MLServer, sklearn runtime, adaptive batching",
@@ -234,13 +239,16 @@ TARGETS: list[Target] = [
            "wine_tfs", C),
     Target("ours-sklearn-v2", "ours", "ours: wine v2 sklearn, V2",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
-    Target("ours-wine-v2", WINE_ONLY, "ours (only wine v2 loaded): wine v2 sklearn, V2",
+    Target("ours-wine-v2", WINE_ONLY, "ours (only wine loaded): wine v2 sklearn, V2",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("ours-sklearn-v2-logged", LOGGED,
-           "ours (only wine v2 loaded): wine v2 sklearn, V2, payload log on",
+           "ours (only wine loaded): wine v2 sklearn, V2, payload log on",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("ours-wine-v2-drift", "ours-drift",
-           "ours (only wine v2 loaded): wine v2 sklearn, V2, drift on",
+           "ours (only wine loaded): wine v2 sklearn, V2, drift on",
+           "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
+    Target("ours-wine-v2-shadow", "ours-shadow",
+           "ours (only wine loaded): wine v2 sklearn, V2, 25% shadowed to v1",
            "/v2/models/wine-quality/versions/2/infer", "wine_v2", C),
     Target("grpc-wine-v2", "ours", "ours: wine v2 sklearn, 1 row, gRPC", "ModelInfer",
            "grpc_wine_v2", C, "grpc", protocol="grpc"),
@@ -293,6 +301,8 @@ MODEL_FLOOR = "model-floor"  # the floor for a server that calls the wine v2 mod
 PAYLOAD_LOG_PAIR = ("ours-wine-v2", "ours-sklearn-v2-logged")
 # (evidence off, drift on): drift accounting's cost on the same request.
 DRIFT_PAIR = ("ours-wine-v2", "ours-wine-v2-drift")
+# (evidence off, 25% shadowed): the shadow's cost on the served requests' p99.
+SHADOW_PAIR = ("ours-wine-v2", "ours-wine-v2-shadow")
 
 # gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
 GRPC_TWINS: dict[str, str] = {

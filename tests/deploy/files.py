@@ -49,6 +49,8 @@ METRICS = {
     "modelserve_payload_log_records_total": "counter",
     "modelserve_payload_sink_events_total": "counter",
     "modelserve_feedback_items_total": "counter",
+    "modelserve_shadow_requests_total": "counter",
+    "modelserve_shadow_rows_total": "counter",
     "modelserve_feedback_joined": "gauge",
     "modelserve_feedback_score": "gauge",
     "modelserve_drift_window_rows": "gauge",
