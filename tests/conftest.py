@@ -59,14 +59,16 @@ def copy_version(tmp_path):
 
 # --- a real server over real HTTP --------------------------------------------------------
 
+import json  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -172,7 +174,8 @@ class InProcessServer:
 
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
-        scratch = Path(tempfile.mkdtemp(prefix="modelserve-evidence-"))
+        self._scratch = tempfile.TemporaryDirectory(prefix="modelserve-evidence-")
+        scratch = Path(self._scratch.name)
         settings = {"evidence_db": scratch / "evidence.sqlite3",
                     "payload_log_dir": scratch / "payloads", **settings}
         self.app = create_asgi(Settings(repository=repository, port=port, grpc_port=0,
@@ -200,6 +203,7 @@ class InProcessServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(30)
+        self._scratch.cleanup()
 
 
 @contextmanager
@@ -211,6 +215,29 @@ def running_in_process(repository: Path, **settings: object) -> Iterator[InProce
         yield srv
     finally:
         srv.stop()
+
+
+def eventually(probe: Callable[[], Any], timeout: float = 60.0,
+               what: str | Callable[[], str] = "") -> Any:
+    """Poll ``probe`` until it returns something truthy, and return that; fail after
+    ``timeout`` seconds (tests wait on events, never on fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.05)
+    got = probe()
+    assert got, what() if callable(what) else f"timed out waiting for {what}"
+    return got
+
+
+def write_config(repo: Path, name: str, config: dict) -> None:
+    """A model's config.json, written then renamed, as an operator's tooling (or a
+    ConfigMap) would."""
+    tmp = repo / name / ".config.json.tmp"
+    tmp.write_text(json.dumps(config))
+    tmp.rename(repo / name / "config.json")
 
 
 @pytest.fixture(scope="session")

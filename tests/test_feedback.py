@@ -4,9 +4,7 @@ body a clear 4xx with nothing stored, and the store surviving a restart."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,28 +15,19 @@ import pytest
 
 from service.loader import read_manifest
 from service.scores import task_metrics
-from tests.conftest import MODELS, running, sample_row
+from tests.conftest import MODELS, eventually, running, sample_row, write_config
 from tests.test_metrics import scrape, value
 
 DEADLINE_S = 60.0
 WINE = read_manifest(MODELS / "wine-quality" / "2")
 HOUSING = read_manifest(MODELS / "housing" / "2")
+DEEP: Any = 1
+for _ in range(300):  # a truth nested too deep to print back
+    DEEP = [DEEP]
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _config(repo: Path, name: str, config: dict) -> None:
-    tmp = repo / name / ".config.json.tmp"
-    tmp.write_text(json.dumps(config))
-    tmp.rename(repo / name / "config.json")
+def _wait(what: str, probe: Callable[[], Any]) -> Any:
+    return eventually(probe, DEADLINE_S, what)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +37,8 @@ def repo(tmp_path_factory) -> Path:
     for name, version in (("wine-quality", 1), ("wine-quality", 2), ("housing", 2),
                           ("digits", 1)):
         shutil.copytree(MODELS / name / str(version), repo / name / str(version))
-    _config(repo, "wine-quality", {"feedback": {}})
-    _config(repo, "housing", {"feedback": {"window": 3}})
+    write_config(repo, "wine-quality", {"feedback": {}})
+    write_config(repo, "housing", {"feedback": {"window": 3}})
     return repo  # digits: no feedback
 
 
@@ -68,6 +57,8 @@ def _predict(srv, version: int, rows: list[list[float]], rid: str) -> list[dict[
 
 def _feedback(srv, body: Any, model: str = "wine-quality", v2: bool = False) -> httpx.Response:
     path = f"/v2/models/{model}/feedback" if v2 else f"/v1/models/{model}:feedback"
+    if isinstance(body, bytes):  # JSON no client library would write
+        return httpx.post(srv.url + path, content=body)
     return httpx.post(srv.url + path, json=body)
 
 
@@ -114,6 +105,11 @@ def test_truths_join_per_version_and_score_like_the_card(srv):
                  outcome="joined") == 4
 
 
+def test_a_huge_regression_truth_is_refused(srv):
+    r = _feedback(srv, {"request_id": "fb-house", "truth": 10 ** 400}, "housing")
+    assert r.status_code == 400 and "finite number" in r.json()["error"], r.text
+
+
 def test_a_regressor_is_scored_over_its_window(srv):
     rows = [sample_row(HOUSING, i) for i in range(4)]
     r = httpx.post(f"{srv.url}/v1/models/housing:predict", json={"instances": rows},
@@ -139,6 +135,12 @@ def test_a_regressor_is_scored_over_its_window(srv):
     ({"request_id": "fb-bad", "instance": -1, "truth": "good"}, 400, ["body.instance"]),
     ({"request_id": "", "truth": "good"}, 400, ["body.request_id"]),
     ({"request_id": "fb-bad", "truth": "good", "score": 1}, 400, ["unknown field 'score'"]),
+    (b'{"request_id": "\\ud800", "truth": "good"}', 400, ["body.request_id"]),
+    ({"request_id": "fb bad", "truth": "good"}, 400, ["body.request_id"]),
+    ({"request_id": "fb-bad", "instance": 18446744073709551615, "truth": "good"}, 400,
+     ["body.instance"]),
+    ({"request_id": "fb-bad", "truth": 10 ** 400}, 400, ["body.truth"]),
+    ({"request_id": "fb-bad", "truth": DEEP}, 400, ["body.truth"]),
     ({"feedback": []}, 400, ["non-empty list"]),
     ({"feedback": [{"request_id": "fb-bad", "truth": "good"}] * 2}, 400, ["twice"]),
     ([{"request_id": "fb-bad", "truth": "good"}], 400, ["must be an object"]),

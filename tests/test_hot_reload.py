@@ -18,7 +18,7 @@ from typing import Self
 
 import httpx
 
-from tests.conftest import MODELS, running
+from tests.conftest import MODELS, eventually, running, write_config
 
 WINE_ROW = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4]
 POLL = {"MODELSERVE_POLL_INTERVAL_S": "0.3"}
@@ -233,10 +233,7 @@ def test_removed_version_drains_and_unloads(tmp_path):
 
 
 def _write_config(repo: Path, config: dict) -> None:
-    # Write-then-rename, as an operator's tooling (or a ConfigMap) would.
-    tmp = repo / "wine-quality" / ".config.json.tmp"
-    tmp.write_text(json.dumps(config))
-    tmp.rename(repo / "wine-quality" / "config.json")
+    write_config(repo, "wine-quality", config)
 
 
 def test_labels_canary_split_and_policy_follow_config_edits(tmp_path):
@@ -310,12 +307,7 @@ def _features(client: httpx.Client) -> list[str]:
 
 def _eventually(check: Callable[[], bool], timeout: float = DEADLINE_S,
                 what: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    assert check(), what()
+    eventually(check, timeout, what)
 
 
 def test_version_policy_applies_at_start(tmp_path):

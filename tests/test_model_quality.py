@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -24,7 +23,7 @@ import tritonclient.http as triton
 
 from service.loader import read_manifest
 from service.manifest import Task
-from tests.conftest import committed_versions, running
+from tests.conftest import committed_versions, eventually, running
 from training.publishing import evaluate
 
 CHUNK = 250  # rows per request, under the test server's 300-row limit
@@ -77,17 +76,13 @@ def _feed_back(client, manifest, y: np.ndarray) -> None:
 
 
 def _live_scores(client, manifest) -> dict[str, float]:
-    version = str(manifest.version)
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
+    def covered() -> dict[str, float] | None:
         r = client.get(f"/v1/models/{manifest.name}")
         assert r.status_code == 200, r.text
-        live = r.json()["modelserve"]["feedback"]["versions"].get(version, {})
-        if live.get("joined") == manifest.evaluation.test_rows:
-            return live
-        time.sleep(0.1)
-    raise AssertionError(f"live scores of {manifest.name} v{version} never covered the "
-                         "held-out set")
+        live = r.json()["modelserve"]["feedback"]["versions"].get(str(manifest.version), {})
+        return live if live.get("joined") == manifest.evaluation.test_rows else None
+    return eventually(covered, DEADLINE_S, f"live scores of {manifest.name} "
+                      f"v{manifest.version} covering the held-out set")
 
 
 @pytest.fixture(scope="module")

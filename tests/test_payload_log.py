@@ -22,7 +22,14 @@ import tritonclient.grpc as tgrpc
 
 from service.evidence.files import RotatingFiles
 from service.loader import read_manifest
-from tests.conftest import MODELS, running, running_in_process, sample_row
+from tests.conftest import (
+    MODELS,
+    eventually,
+    running,
+    running_in_process,
+    sample_row,
+    write_config,
+)
 from tests.test_metrics import scrape, value
 
 API_KEY = "pl-Secret-4f7d2a9c1e"
@@ -34,14 +41,8 @@ DIGITS = read_manifest(MODELS / "digits" / "1")
 HOUSING = read_manifest(MODELS / "housing" / "2")
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait(what: str, probe: Callable[[], Any]) -> Any:
+    return eventually(probe, DEADLINE_S, what)
 
 
 class Sink:
@@ -72,20 +73,14 @@ class Sink:
                 if h.get("ce-id") == request_id}
 
 
-def _config(repo: Path, name: str, config: dict) -> None:
-    tmp = repo / name / ".config.json.tmp"
-    tmp.write_text(json.dumps(config))
-    tmp.rename(repo / name / "config.json")
-
-
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory) -> Iterator[tuple[Any, Path, Sink, Path]]:
     root = tmp_path_factory.mktemp("payload-log")
     repo = root / "models"
     for name, version in (("wine-quality", 2), ("digits", 1), ("housing", 2)):
         shutil.copytree(MODELS / name / str(version), repo / name / str(version))
-    _config(repo, "wine-quality", {"payload_log": {}})
-    _config(repo, "digits", {"payload_log": {"images": "digest"}})
+    write_config(repo, "wine-quality", {"payload_log": {}})
+    write_config(repo, "digits", {"payload_log": {"images": "digest"}})
     sink = Sink()
     logs = root / "payloads"
     with running(repo, root, {"MODELSERVE_API_KEYS": API_KEY,
@@ -215,7 +210,7 @@ def test_models_without_payload_log_are_not_logged_and_config_edits_apply(logged
     status = httpx.get(f"{srv.url}/v1/models/housing", headers=AUTH).json()
     assert status["modelserve"]["payload_log"] == {"enabled": False}
     predict("pl-housing-off")
-    _config(repo, "housing", {"payload_log": {"keep": "outputs"}})
+    write_config(repo, "housing", {"payload_log": {"keep": "outputs"}})
     _wait("the config edit", lambda: httpx.get(
         f"{srv.url}/v1/models/housing", headers=AUTH).json()["modelserve"][
         "payload_log"]["enabled"])
@@ -241,7 +236,7 @@ def test_status_and_metrics_count_what_was_written(logged):
 def test_an_unusable_directory_and_a_dead_sink_never_cost_a_prediction(tmp_path):
     repo = tmp_path / "models"
     shutil.copytree(MODELS / "wine-quality" / "2", repo / "wine-quality" / "2")
-    _config(repo, "wine-quality", {"payload_log": {}})
+    write_config(repo, "wine-quality", {"payload_log": {}})
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the log directory should be")
     dead = Sink()

@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 from service.loader import load_version, read_manifest
-from tests.conftest import MODELS, ROOT, running
+from tests.conftest import MODELS, ROOT, eventually, running
 from training.publishing import evaluate
 
 DEADLINE_S = 60.0
@@ -62,13 +61,9 @@ def _shadow(srv) -> dict[str, Any]:
 
 
 def _wait_rows(srv, pair: str, rows: int) -> dict[str, Any]:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        stats = _shadow(srv)["pairs"].get(pair)
-        if stats and stats["rows"] + stats["errors"] >= rows:
-            return stats
-        time.sleep(0.05)
-    raise AssertionError(f"shadow never reached {rows} rows: {_shadow(srv)}")
+    return eventually(lambda: (s := _shadow(srv)["pairs"].get(pair))
+                      and s["rows"] + s["errors"] >= rows and s, DEADLINE_S,
+                      lambda: f"shadow never reached {rows} rows: {_shadow(srv)}")
 
 
 def test_shadow_agreement_equals_the_offline_agreement(srv, held_out):
@@ -96,13 +91,10 @@ def test_shadow_agreement_equals_the_offline_agreement(srv, held_out):
             {"request_id": f"sh-{start}", "instance": i, "truth": int(t)}
             for i, t in enumerate(y[start:start + 100])]})
         assert r.status_code == 200, r.text
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{srv.url}/v1/models/wine-quality/compare",
-                           params={"baseline": "stable", "candidate": "candidate"}).json()
-        if report["feedback"]["2"]["joined"] == len(x):
-            break
-        time.sleep(0.1)
+    report = eventually(lambda: (r := httpx.get(
+        f"{srv.url}/v1/models/wine-quality/compare",
+        params={"baseline": "stable", "candidate": "candidate"}).json())["feedback"]["2"][
+        "joined"] == len(x) and r, DEADLINE_S, "the live scores of v2")
     assert report["baseline"] == 2 and report["candidate"] == 1
     assert report["shadow"]["2 vs 1"]["agreement"] == stats["agreement"]
     summary = " ".join(report["summary"])

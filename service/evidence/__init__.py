@@ -20,20 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from typing import Any
 
 import numpy as np
 
 from service.batch import Batch
-from service.errors import ApiError, Conflict, InvalidInput, NotFound
+from service.errors import ApiError, Conflict, InvalidInput, NotFound, Unavailable
 from service.evidence import compare, feedback
 from service.evidence.drift import DriftMonitor
 from service.evidence.live import LiveScores
 from service.evidence.records import Prediction
 from service.evidence.shadow import Shadow
 from service.evidence.store import Duplicate, EvidenceStore, Unknown, describe
-from service.evidence.writer import Writer
+from service.evidence.writer import MB, WAKE_PERIOD_S, Writer
 from service.inference import Inference
 from service.manifest import Manifest
 from service.model import LoadedModel
@@ -42,8 +43,6 @@ from service.repository import Repository
 from service.settings import Settings
 
 __all__ = ["Evidence", "Prediction"]
-
-MB = 1024 * 1024
 
 
 class Evidence:
@@ -118,12 +117,7 @@ class Evidence:
 
     def _join(self, name: str, items: list[tuple[tuple[str, int], str]]) -> list[int]:
         try:
-            try:
-                return self.store.add_feedback(name, items)
-            except Unknown:
-                # Its prediction may still be in the payload log's queue.
-                self.writer.flush()
-                return self.store.add_feedback(name, items)
+            return self._add_feedback(name, items)
         except Unknown as exc:
             metrics.count_feedback(name, "unmatched", len(exc.keys))
             raise NotFound(
@@ -135,6 +129,23 @@ class Evidence:
             raise Conflict(f"{describe(exc.keys)} of '{name}' already "
                            f"{'has' if len(exc.keys) == 1 else 'have'} feedback. Nothing was "
                            "stored.") from None
+        except sqlite3.Error as exc:
+            raise Unavailable(f"The evidence store ({self.store.path.name}) cannot be used "
+                              f"now: {exc}. Nothing was stored; retry shortly.",
+                              headers={"Retry-After": "1"}) from None
+
+    def _add_feedback(self, name: str, items: list[tuple[tuple[str, int], str]]) -> list[int]:
+        try:
+            return self.store.add_feedback(name, items)
+        except Unknown:
+            # Its prediction may still be in this worker's queue, or another worker's:
+            # this one's is written now, the others' within their next wake-up.
+            self.writer.flush()
+            try:
+                return self.store.add_feedback(name, items)
+            except Unknown:
+                time.sleep(2 * WAKE_PERIOD_S)
+                return self.store.add_feedback(name, items)
 
     def _window(self, name: str) -> int:
         config = self.repository.config(name).feedback
@@ -166,6 +177,8 @@ class Evidence:
             self.live.start()
             feedback.update(window=self._window(name), store=self.writer.store_status(),
                             versions=self.live.for_model(name))
+            if self.live.error(name):
+                feedback["error"] = self.live.error(name)
         drift: dict[str, object] = {"enabled": config.drift is not None}
         if config.drift is not None:
             served = {s.version: s for s in self.repository.view(name).available}

@@ -20,7 +20,7 @@ import numpy as np
 
 from service.batch import Batch
 from service.evidence import reference
-from service.manifest import Distribution, Reference, Task
+from service.manifest import Reference, Task
 from service.model import LoadedModel
 from service.signature import Signature
 
@@ -51,7 +51,8 @@ class DriftWindow:
         n = len(self.names)
         self._bins = np.zeros((size, n + 1), dtype=np.int16)  # last column: prediction
         self._outside = np.zeros((size, n), dtype=bool)
-        self._counts = [np.zeros(len(d.proportions), dtype=np.int64)
+        # One more count per distribution than it has bins: missing values, not scored.
+        self._counts = [np.zeros(len(d.proportions) + 1, dtype=np.int64)
                         for d in [*ref.features, ref.predictions]]
         self._outside_counts = np.zeros(n, dtype=np.int64)
         self._pos = 0
@@ -64,8 +65,8 @@ class DriftWindow:
         preds = reference.predicted(self.task, outputs)
         dists = [*self.ref.features, self.ref.predictions]
         columns = [values.get(d.name) for d in self.ref.features] + [preds]
-        bins = np.column_stack([_bin_of(d, col) for d, col in zip(dists, columns,
-                                                                   strict=True)])
+        bins = np.column_stack([reference.bin_indices(d, col)
+                                for d, col in zip(dists, columns, strict=True)])
         outside = np.column_stack([
             np.zeros(len(batch), dtype=bool) if r is None or col is None else
             _outside(np.asarray(col, dtype=np.float64), r)
@@ -76,14 +77,16 @@ class DriftWindow:
             bins, outside = bins[-self.size:], outside[-self.size:]
         with self._lock:
             self._seen += seen
-            for start in range(0, len(bins), self.size):
-                self._put(bins[start:start + self.size], outside[start:start + self.size])
+            self._put(bins, outside)
 
     def _put(self, bins: np.ndarray, outside: np.ndarray) -> None:
-        n = len(bins)
+        n = len(bins)  # at most size: the slots below are distinct
         slots = (self._pos + np.arange(n)) % self.size
-        if self._filled == self.size:  # the rows being overwritten leave the counts
-            old_bins, old_out = self._bins[slots], self._outside[slots]
+        # The ring fills slot 0, 1, ... first: a slot below _filled holds a row, which
+        # leaves the counts as it is overwritten.
+        taken = slots[slots < self._filled]
+        if len(taken):
+            old_bins, old_out = self._bins[taken], self._outside[taken]
             for j, counts in enumerate(self._counts):
                 counts -= np.bincount(old_bins[:, j], minlength=len(counts))[:len(counts)]
             self._outside_counts -= old_out.sum(axis=0)
@@ -101,24 +104,12 @@ class DriftWindow:
             outside = self._outside_counts.copy()
             rows, seen = self._filled, self._seen
         dists = [*self.ref.features, self.ref.predictions]
-        psis = [reference.psi(d.proportions, c) for d, c in zip(dists, counts, strict=True)]
+        psis = [reference.psi(d.proportions, c[:-1])
+                for d, c in zip(dists, counts, strict=True)]
         features = {name: (psis[j], (float(outside[j]) / rows if rows else 0.0)
                            if self.ranges[j] is not None else None)
                     for j, name in enumerate(self.names)}
         return DriftScores(rows, seen, psis[-1], features)
-
-
-def _bin_of(d: Distribution, values: np.ndarray | None) -> np.ndarray:
-    if values is None:  # pragma: no cover (a reference names only monitored features)
-        raise ValueError(f"no values for {d.name}")
-    if d.edges is not None:
-        v = np.asarray(values, dtype=np.float64)
-        # NaN (a missing value) falls past the last edge: counted in the top bin.
-        return np.searchsorted(np.asarray(d.edges), v, side="right").astype(np.int16)
-    index = {c: i for i, c in enumerate(d.categories or [])}
-    other = len(index)
-    return np.fromiter((index.get(v, other) for v in np.asarray(values).tolist()),
-                       dtype=np.int16, count=len(values))
 
 
 def _outside(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:

@@ -18,9 +18,8 @@ import orjson
 from service.errors import InvalidInput, PayloadTooLarge, detail
 from service.evidence.store import Key
 from service.manifest import Manifest, Task
+from service.observability.requests import valid_request_id
 from service.scores import task_metrics
-
-MAX_ID = 128
 
 
 def parse(body: Any, manifest: Manifest, max_items: int) -> list[tuple[Key, str]]:
@@ -45,7 +44,7 @@ def parse(body: Any, manifest: Manifest, max_items: int) -> list[tuple[Key, str]
     seen: set[Key] = set()
     for i, item in enumerate(items):
         where = f"{field}[{i}]" if field else "body"
-        key, truth = _item(item, where, manifest)
+        key, truth = _item(item, where, manifest, max_items)
         if key in seen:
             raise InvalidInput(f"{where}: request {key[0]!r} instance {key[1]} is given "
                                "twice in this body.", [detail(where, "duplicate")])
@@ -54,7 +53,7 @@ def parse(body: Any, manifest: Manifest, max_items: int) -> list[tuple[Key, str]
     return out
 
 
-def _item(item: Any, where: str, m: Manifest) -> tuple[Key, int | float]:
+def _item(item: Any, where: str, m: Manifest, max_rows: int) -> tuple[Key, int | float]:
     if not isinstance(item, dict):
         raise InvalidInput(f"{where} must be an object with request_id, instance and truth.")
     extra = set(item) - {"request_id", "instance", "truth"}
@@ -63,14 +62,15 @@ def _item(item: Any, where: str, m: Manifest) -> tuple[Key, int | float]:
         raise InvalidInput(f"{where}: unknown field '{name}'; an item has request_id, "
                            "instance and truth.", [detail(f"{where}.{name}", "unknown field")])
     rid = item.get("request_id")
-    if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID:
+    if not isinstance(rid, str) or not valid_request_id(rid):
         raise InvalidInput(f"{where}.request_id must be the prediction's request id (the "
-                           "x-request-id it was answered with), a string of 1 to "
-                           f"{MAX_ID} characters.", [detail(f"{where}.request_id", "invalid")])
+                           "x-request-id it was answered with: 1 to 128 letters, digits, "
+                           "'.', '_' or '-').", [detail(f"{where}.request_id", "invalid")])
     instance = item.get("instance", 0)
-    if not isinstance(instance, int) or isinstance(instance, bool) or instance < 0:
-        raise InvalidInput(f"{where}.instance must be a non-negative integer (the row of "
-                           "the request, from 0).", [detail(f"{where}.instance", "invalid")])
+    if (not isinstance(instance, int) or isinstance(instance, bool)
+            or not 0 <= instance < max_rows):
+        raise InvalidInput(f"{where}.instance must be the row of the request, an integer "
+                           f"from 0 to {max_rows - 1}.", [detail(f"{where}.instance", "invalid")])
     if "truth" not in item:
         raise InvalidInput(f"{where}: needs 'truth', the true "
                            + ("label." if m.task is Task.CLASSIFICATION else "value."),
@@ -80,11 +80,11 @@ def _item(item: Any, where: str, m: Manifest) -> tuple[Key, int | float]:
 
 def _truth(value: Any, where: str, m: Manifest) -> int | float:
     if m.task is Task.REGRESSION:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
+        number = _finite(value)
+        if number is None:
             raise InvalidInput(f"{where} must be a finite number, got {_shown(value)}.",
                                [detail(where, "not a number")])
-        return float(value)
+        return number
     labels = m.labels or []
     if isinstance(value, str):
         if value in labels:
@@ -99,8 +99,23 @@ def _truth(value: Any, where: str, m: Manifest) -> int | float:
                        [detail(where, "invalid label", expected=labels)])
 
 
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)  # a 400-digit integer overflows here
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _shown(value: Any) -> str:
-    return orjson.dumps(value).decode()[:64] if not isinstance(value, str) else repr(value[:64])
+    if isinstance(value, str):
+        return repr(value[:64])
+    try:
+        return orjson.dumps(value).decode()[:64]
+    except (orjson.JSONEncodeError, TypeError):  # too deep, an integer past 64 bits
+        return f"a {type(value).__name__}"
 
 
 def scores(m: Manifest, pairs: list[tuple[str, str]]) -> dict[str, float]:

@@ -34,7 +34,7 @@ class VersionScores:
 @dataclass
 class Snapshot:
     versions: dict[tuple[str, int], VersionScores] = field(default_factory=dict)
-    error: str = ""
+    errors: dict[str, str] = field(default_factory=dict)  # model -> why it is not scored
 
 
 class LiveScores:
@@ -73,25 +73,36 @@ class LiveScores:
         return {str(v): {"joined": s.joined, **s.scores}
                 for (m, v), s in sorted(self.snapshot.versions.items()) if m == name}
 
+    def error(self, name: str) -> str:
+        return self.snapshot.errors.get(name, "") or self.snapshot.errors.get("", "")
+
     def _run(self) -> None:
         while not self._stop:
             self._wake.clear()
             try:
                 self.snapshot = self._compute()
             except Exception as exc:  # the store may be gone; serving goes on
-                log.warning("live scores: %s: %s", type(exc).__name__, exc)
-                self.snapshot = Snapshot(self.snapshot.versions,
-                                         f"{type(exc).__name__}: {exc}"[:300])
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                if self.snapshot.errors.get("") != error:
+                    log.warning("live scores: %s", error)
+                self.snapshot = Snapshot(self.snapshot.versions, {"": error})
             time.sleep(MIN_PERIOD_S)
             self._wake.wait(MAX_PERIOD_S)
 
     def _compute(self) -> Snapshot:
         out: dict[tuple[str, int], VersionScores] = {}
+        errors: dict[str, str] = {}
         for name, version in self.store.fed_back():
             manifest = self._manifest(name, version)
             if manifest is None:
                 continue
             pairs = self.store.joined(name, version, self._window(name))
-            out[(name, version)] = VersionScores(len(pairs), feedback.scores(manifest, pairs),
-                                                 time.time())
-        return Snapshot(out)
+            try:
+                scores = feedback.scores(manifest, pairs)
+            except Exception as exc:  # e.g. truths checked against another version's labels
+                errors[name] = f"version {version}: {type(exc).__name__}: {exc}"[:300]
+                if errors[name] != self.snapshot.errors.get(name):
+                    log.warning("live scores of %s: %s", name, errors[name])
+                continue
+            out[(name, version)] = VersionScores(len(pairs), scores, time.time())
+        return Snapshot(out, errors)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import orjson
 from service.batch import Batch
 from service.model import LoadedModel
 from service.model_config import PayloadLogConfig
+from service.observability.logs import iso_utc
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
@@ -55,20 +55,9 @@ class Prediction:
         return self.model.version
 
 
-# The last whole second, formatted: most records share it. Replaced as one tuple, so a
-# thread never pairs one second's number with another's text.
-_second: tuple[int, str] = (-1, "")
-
-
 def stamp(epoch: float) -> str:
     """RFC 3339 UTC with microseconds, e.g. ``2026-12-02T01:23:45.123456Z``."""
-    global _second
-    whole = int(epoch)
-    cached, text = _second
-    if cached != whole:
-        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = (whole, text)
-    return f"{text}.{int((epoch - whole) * 1e6):06d}Z"
+    return iso_utc(epoch, 6)
 
 
 def instances(p: Prediction, images: str = "digest") -> list[dict[str, Any]]:

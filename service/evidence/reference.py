@@ -79,37 +79,39 @@ def build(sig: Signature, task: Task, n_classes: int, batch: Batch,
 
 def _distribution(name: str, values: np.ndarray) -> Distribution:
     if values.dtype == object:
-        kept = [v for v in values.tolist() if not (isinstance(v, float) and math.isnan(v))]
-        cats = sorted({v for v in kept}, key=lambda v: (str(type(v)), v))[:200]
-        return Distribution(name=name, categories=cats, proportions=_shares(
-            category_counts(cats, np.asarray(kept, dtype=object))))
-    finite = values[np.isfinite(values)]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])) if len(
-        finite) else np.array([])
-    return Distribution(name=name, edges=[float(e) for e in edges],
-                        proportions=_shares(numeric_counts(edges, finite)))
+        kept = [v for v in values.tolist() if not _missing(v)]
+        cats = sorted(set(kept), key=lambda v: (str(type(v)), v))[:200]
+        # Placeholder shares (the bins must exist to bin the values); replaced below.
+        d = Distribution(name=name, categories=cats, proportions=[0.0] * len(cats) + [1.0])
+    else:
+        finite = values[np.isfinite(values)]
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1])) if len(
+            finite) else np.array([])
+        d = Distribution(name=name, edges=[float(e) for e in edges],
+                         proportions=[0.0] * len(edges) + [1.0])
+    idx = bin_indices(d, values)
+    counts = np.bincount(idx, minlength=len(d.proportions) + 1)[:len(d.proportions)]
+    return d.model_copy(update={"proportions": _shares(counts)})
 
 
-def numeric_counts(edges: np.ndarray | list[float], values: np.ndarray) -> np.ndarray:
-    """Counts per bin: below the first edge, ..., at or above the last (len(edges)+1)."""
-    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
-    return np.bincount(idx, minlength=len(edges) + 1)
-
-
-def category_counts(categories: list[Any], values: np.ndarray) -> np.ndarray:
-    """Counts per category, then one bin for every other value."""
-    index = {c: i for i, c in enumerate(categories)}
-    other = len(categories)
-    idx = np.fromiter((index.get(v, other) for v in values.tolist()), dtype=np.int64,
-                      count=len(values))
-    return np.bincount(idx, minlength=other + 1)
-
-
-def counts(d: Distribution, values: np.ndarray) -> np.ndarray:
+def bin_indices(d: Distribution, values: np.ndarray) -> np.ndarray:
+    """Each value's bin; a missing value (NaN, None) gets ``len(d.proportions)``, a bin of
+    its own that no score counts (the reference leaves missing values out too)."""
+    missing = len(d.proportions)
     if d.edges is not None:
         v = np.asarray(values, dtype=np.float64)
-        return numeric_counts(d.edges, v[np.isfinite(v)])
-    return category_counts(list(d.categories or []), np.asarray(values, dtype=object))
+        idx = np.searchsorted(np.asarray(d.edges, dtype=np.float64), v, side="right")
+        idx[np.isnan(v)] = missing
+        return idx.astype(np.int16)
+    index = {c: i for i, c in enumerate(d.categories or [])}
+    other = len(index)
+    return np.fromiter((missing if _missing(v) else index.get(v, other)
+                        for v in np.asarray(values, dtype=object).tolist()),
+                       dtype=np.int16, count=len(values))
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def psi(reference: list[float], counts: np.ndarray) -> float:

@@ -12,11 +12,14 @@ the event loop.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+log = logging.getLogger("modelserve.evidence")
 
 BUSY_MS = 5000
 _PRUNE_EVERY_S = 60.0
@@ -29,9 +32,9 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (time);
 CREATE TABLE IF NOT EXISTS feedback (
     model TEXT NOT NULL, request_id TEXT NOT NULL, instance INTEGER NOT NULL,
-    truth TEXT NOT NULL, time REAL NOT NULL,
+    version INTEGER NOT NULL, truth TEXT NOT NULL, time REAL NOT NULL,
     PRIMARY KEY (model, request_id, instance)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS feedback_by_time ON feedback (model, time);
+CREATE INDEX IF NOT EXISTS feedback_by_version ON feedback (model, version, time);
 """
 
 # (model, request id, instance, version, epoch seconds, outputs as JSON)
@@ -39,20 +42,18 @@ PredictionRow = tuple[str, str, int, int, float, str]
 Key = tuple[str, int]  # (request id, instance)
 
 
-class Unknown(Exception):
+class KeysError(Exception):
+    def __init__(self, keys: list[Key]) -> None:
+        super().__init__(keys)
+        self.keys = keys
+
+
+class Unknown(KeysError):
     """Feedback names predictions the store does not hold."""
 
-    def __init__(self, keys: list[Key]) -> None:
-        super().__init__(keys)
-        self.keys = keys
 
-
-class Duplicate(Exception):
+class Duplicate(KeysError):
     """Feedback names predictions that already have feedback."""
-
-    def __init__(self, keys: list[Key]) -> None:
-        super().__init__(keys)
-        self.keys = keys
 
 
 class EvidenceStore:
@@ -71,10 +72,15 @@ class EvidenceStore:
             db = self._connect()
             with db:
                 db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                # A request id answers once: a client that sends the same x-request-id
+                # again does not replace the prediction its feedback may be about.
+                db.executemany("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
                                rows)
             if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
-                self._prune(db)
+                try:
+                    self._prune(db)
+                except sqlite3.Error as exc:  # the predictions above are stored
+                    log.warning("evidence store %s: pruning failed: %s", self.path, exc)
 
     def add_feedback(self, model: str, items: Sequence[tuple[Key, str]]) -> list[int]:
         """Store the truths (JSON) of ``items`` all together or not at all: Unknown when a
@@ -85,7 +91,9 @@ class EvidenceStore:
             db = self._connect()
             with db:
                 db.execute("BEGIN IMMEDIATE")  # no other worker joins between check and write
-                versions, unknown, duplicate = [], [], []
+                versions: list[int] = []
+                unknown: list[Key] = []
+                duplicate: list[Key] = []
                 for key, _ in items:
                     row = db.execute(
                         "SELECT p.version, f.time IS NOT NULL FROM predictions p LEFT JOIN "
@@ -101,8 +109,10 @@ class EvidenceStore:
                     raise Unknown(unknown)
                 if duplicate:
                     raise Duplicate(duplicate)
-                db.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?, ?)",
-                               [(model, *key, truth, now) for key, truth in items])
+                db.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?)",
+                               [(model, *key, version, truth, now)
+                                for (key, truth), version in zip(items, versions,
+                                                                 strict=True)])
         return versions
 
     # --- reading ------------------------------------------------------------------------
@@ -114,15 +124,14 @@ class EvidenceStore:
             db = self._connect()
             return db.execute(
                 "SELECT p.outputs, f.truth FROM feedback f JOIN predictions p "
-                "USING (model, request_id, instance) WHERE f.model = ? AND p.version = ? "
+                "USING (model, request_id, instance) WHERE f.model = ? AND f.version = ? "
                 "ORDER BY f.time DESC LIMIT ?", (model, version, window)).fetchall()
 
     def fed_back(self) -> list[tuple[str, int]]:
         """(model, version) of every version with feedback."""
         with self._lock:
             return self._connect().execute(
-                "SELECT DISTINCT p.model, p.version FROM feedback f JOIN predictions p "
-                "USING (model, request_id, instance) ORDER BY 1, 2").fetchall()
+                "SELECT DISTINCT model, version FROM feedback ORDER BY 1, 2").fetchall()
 
     def close(self) -> None:
         with self._lock:

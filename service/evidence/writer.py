@@ -34,8 +34,9 @@ log = logging.getLogger("modelserve.evidence")
 
 MB = 1024 * 1024
 _BURST = 256      # records encoded and written per file write
-_PERIOD_S = 0.05  # the writer's sleep when few records wait
+WAKE_PERIOD_S = 0.05  # the writer's sleep when few records wait
 _WAKE_AT = 512    # records waiting that wake it early
+_PRUNE_EVERY_S = 600.0
 
 
 class Writer:
@@ -55,7 +56,7 @@ class Writer:
                      if settings.payload_sink_url else None)
         self._count = count  # (model, outcome, records): written, dropped, failed
         # The loop appends, the writer pops: deque's append and popleft are atomic, so
-        # offering takes no lock and wakes nobody. The writer wakes every _PERIOD_S, or
+        # offering takes no lock and wakes nobody. The writer wakes every WAKE_PERIOD_S, or
         # at once when _WAKE_AT records wait: a wake-up per record (a condition variable,
         # a GIL hand-over and a context switch each) cost a third of the throughput.
         self._pending: deque[Prediction] = deque()
@@ -78,7 +79,8 @@ class Writer:
         pending = len(self._pending)
         if pending >= self._max:
             self.dropped += 1
-            self._count(prediction.name, "dropped", 1)
+            if prediction.log is not None:  # the payload log's metric: its records only
+                self._count(prediction.name, "dropped", 1)
             return
         self._pending.append(prediction)
         self._offered += 1
@@ -125,10 +127,17 @@ class Writer:
                 self._thread = thread
 
     def _run(self) -> None:
+        pruned = time.monotonic()
         while True:
-            self._wake.wait(_PERIOD_S)
+            self._wake.wait(WAKE_PERIOD_S)
             self._wake.clear()
             stopping = self._stopping
+            if time.monotonic() - pruned > _PRUNE_EVERY_S:  # age limits on a quiet server
+                pruned = time.monotonic()
+                try:
+                    self.files.prune()
+                except OSError as exc:
+                    log.warning("payload log: pruning %s failed: %s", self.directory, exc)
             while self._pending:
                 burst = []
                 while self._pending and len(burst) < _BURST:
@@ -149,20 +158,23 @@ class Writer:
         if self.drift is not None:
             self._drift([p for p in burst if p.drift and p.outputs is not None])
         for p in burst:
+            keep_outputs = p.store or (p.log is not None and p.log.outputs)
             if p.log is None and not p.store:
                 continue
             try:
-                preds = records.predictions(p)
+                preds = records.predictions(p) if keep_outputs else []
                 if p.log is not None:
                     lines.append(records.line(p, preds))
                     done.append(p)
+                if p.store and p.status == 200:
+                    rows += [(p.name, p.request_id, i, p.version, p.time,
+                              orjson.dumps(pred, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+                             for i, pred in enumerate(preds)]
             except Exception as exc:  # one odd record must not cost the others
-                self._failed([p], exc)
-                continue
-            if p.store and p.status == 200:
-                rows += [(p.name, p.request_id, i, p.version, p.time,
-                          orjson.dumps(pred, option=orjson.OPT_SERIALIZE_NUMPY).decode())
-                         for i, pred in enumerate(preds)]
+                if p.log is not None:
+                    self._failed([p], exc)
+                else:
+                    self._store_failed(1, exc)
         if rows and self.store is not None:
             self._store(rows)
         if not done:
@@ -200,13 +212,16 @@ class Writer:
         try:
             self.store.add_predictions(rows)
         except Exception as exc:  # the files still get the records
-            error = f"{type(exc).__name__}: {exc}"[:300]
-            if error != self.store_error:
-                log.error("evidence store: %d predictions not stored: %s", len(rows), error)
-            self.store_error = error
-            self.store_failed += len(rows)
+            self._store_failed(len(rows), exc)
             return
         self.store_error = ""
+
+    def _store_failed(self, rows: int, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        if error != self.store_error:
+            log.error("evidence store: %d predictions not stored: %s", rows, error)
+        self.store_error = error
+        self.store_failed += rows
 
     def _failed(self, burst: list[Prediction], exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"[:300]

@@ -41,12 +41,21 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 }
 
 
-def _iso_utc(created: float, _cache: list[Any] = [None, ""]) -> str:  # noqa: B006
-    """``2026-11-22T05:10:59.123Z``; the seconds part is cached (one strftime a second)."""
+# The last whole second, formatted: most stamps share it. Replaced as one tuple, so a
+# thread never pairs one second's number with another's text.
+_second: tuple[int, str] = (-1, "")
+
+
+def iso_utc(created: float, digits: int = 3) -> str:
+    """``2026-11-22T05:10:59.123Z`` (``digits`` of the second: 3 or 6); one strftime a
+    second, from any thread."""
+    global _second
     whole = int(created)
-    if _cache[0] != whole:
-        _cache[0], _cache[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_cache[1]}.{int((created - whole) * 1000):03d}Z"
+    cached, text = _second
+    if cached != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int((created - whole) * 10 ** digits):0{digits}d}Z"
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -62,7 +71,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": _iso_utc(record.created),
+            "time": iso_utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -242,7 +251,7 @@ def access(level: int, message: str, fields: dict[str, Any]) -> None:
     now = time.time()
     handler = _direct_handler()
     if handler is not None:
-        line = orjson.dumps({"time": _iso_utc(now), "level": _LEVEL_NAMES[level],
+        line = orjson.dumps({"time": iso_utc(now), "level": _LEVEL_NAMES[level],
                              "logger": access_log.name, "message": message, "pid": _pid,
                              **fields}).decode()
         try:

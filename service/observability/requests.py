@@ -30,6 +30,11 @@ def request_id(scope: Scope) -> str:
     return new_request_id()
 
 
+def valid_request_id(text: str) -> bool:
+    """Whether ``text`` is a request id this service would echo (and so can have given)."""
+    return text.isascii() and _VALID_ID.fullmatch(text.encode("ascii")) is not None
+
+
 def new_request_id() -> str:
     """A random (version 4) UUID as 32 hex digits, like ``uuid.uuid4().hex``; made 256
     at a time (one getrandom call instead of one per request)."""

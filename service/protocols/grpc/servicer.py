@@ -23,7 +23,7 @@ from service import security
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import HTTP_STATUS_OF_GRPC, INTERNAL, ApiError, NotFound, grpc_code
 from service.observability import context, logs
-from service.observability.requests import clean_path, new_request_id
+from service.observability.requests import clean_path, new_request_id, valid_request_id
 from service.protocols.common import dumps
 from service.protocols.grpc import tensors
 from service.protocols.grpc.proto import grpc_predict_v2_pb2 as pb
@@ -32,7 +32,6 @@ from service.protocols.grpc.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 log = logging.getLogger("modelserve.grpc")
 
 SERVICE = "/inference.GRPCInferenceService/"
-_VALID_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 # Which calls are health probes (never refused, open), and which are management.
 _PROBES = frozenset({"ServerLive", "ServerReady", "ModelReady"})
@@ -182,7 +181,7 @@ async def _done(value: Any) -> Any:
 def _request_id(metadata: Any) -> str:
     for key, value in metadata:
         if key == "x-request-id":
-            if isinstance(value, str) and 0 < len(value) <= 128 and set(value) <= _VALID_ID:
+            if isinstance(value, str) and valid_request_id(value):
                 return value
             break
     return new_request_id()
