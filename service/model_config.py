@@ -92,6 +92,9 @@ class FeedbackConfig(_Strict):
 
 class DriftConfig(_Strict):
     window: int = Field(1000, gt=0, le=100_000)
+    # Past this many requests a second, a version's window takes an even share of them:
+    # a busy version refills its window as often as a quiet one without paying per row.
+    max_requests_per_s: float = Field(200, gt=0)
 
 
 class ShadowConfig(_Strict):

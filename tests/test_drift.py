@@ -32,7 +32,9 @@ def srv(tmp_path_factory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("drift")
     repo = root / "models"
     shutil.copytree(MODELS / "wine-quality" / "2", repo / "wine-quality" / "2")
-    (repo / "wine-quality" / "config.json").write_text(json.dumps({"drift": {"window": WINDOW}}))
+    # Every request into the window: this test counts them.
+    (repo / "wine-quality" / "config.json").write_text(json.dumps(
+        {"drift": {"window": WINDOW, "max_requests_per_s": 1e6}}))
     with running(repo, root) as s:
         yield s
 

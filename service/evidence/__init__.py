@@ -51,6 +51,7 @@ class Evidence:
         self.settings = settings
         self.repository = repository
         self.shadow = Shadow(repository, inference)
+        self._drift_next: dict[tuple[str, int], float] = {}  # when a version takes a row
         self.store = EvidenceStore(settings.evidence_db, settings.evidence_max_age_h * 3600,
                                    int(settings.evidence_max_mb * MB))
         self.drift = DriftMonitor(self._drift_window)
@@ -67,7 +68,8 @@ class Evidence:
         takes feedback, watches drift or mirrors it to a shadow candidate (sampled)."""
         config = self.repository.config(model.name)
         policy, store = config.payload_log, config.feedback is not None
-        drift = config.drift is not None and model.reference is not None
+        drift = (config.drift is not None and model.reference is not None
+                 and self._drift_turn(model, config.drift.max_requests_per_s))
         if policy is not None and policy.sample < 1 and random.random() >= policy.sample:
             policy = None
         shadow = ""
@@ -84,6 +86,16 @@ class Evidence:
         info.prediction = Prediction(model, batch, outputs, info.request_id, client_id,
                                      info.route_label, error=error, log=policy, store=store,
                                      drift=drift, shadow=shadow, model_seconds=model_seconds)
+
+    def _drift_turn(self, model: LoadedModel, per_s: float) -> bool:
+        """Whether this request goes to the version's drift window: at most ``per_s`` a
+        second, evenly spaced (event loop only)."""
+        now = time.monotonic()
+        key = (model.name, model.version)
+        if now < self._drift_next.get(key, 0.0):
+            return False
+        self._drift_next[key] = now + 1.0 / per_s
+        return True
 
     def finish(self, info: context.RequestInfo, protocol: str, status: int,
                seconds: float) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from service.batch import Batch
 from service.errors import ApiError
 from service.evidence.records import Prediction
 from service.inference import Inference
@@ -32,6 +33,7 @@ from service.repository import Repository
 log = logging.getLogger("modelserve.evidence")
 
 QUEUE = 1000
+_CHUNK = 16  # requests per candidate call: fewer, larger calls; short stalls of the loop
 
 
 @dataclass
@@ -107,50 +109,64 @@ class Shadow:
     async def _run(self) -> None:
         while self._queue:
             await asyncio.sleep(0)  # live requests first
-            item = self._queue.popleft()
-            try:
-                await self._one(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the shadow must never take anything else down
-                log.exception("shadow call for %s failed", item.prediction.name)
+            items = [self._queue.popleft() for _ in range(min(_CHUNK, len(self._queue)))]
+            groups: dict[tuple[str, int, str], list[Prediction]] = {}
+            for item in items:
+                p = item.prediction
+                groups.setdefault((p.name, p.version, item.candidate), []).append(p)
+            for (_, _, candidate), predictions in groups.items():
+                try:
+                    await self._compare(predictions, candidate)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the shadow must never take anything else down
+                    log.exception("shadow call for %s failed", predictions[0].name)
 
-    async def _one(self, item: _Item) -> None:
-        p = item.prediction
-        label = None if item.candidate.isdigit() else item.candidate
-        version = int(item.candidate) if label is None else None
+    async def _compare(self, predictions: list[Prediction], ref: str) -> None:
+        """One candidate call for requests that one version answered: their rows merged,
+        as the batcher would merge them."""
+        first = predictions[0]
+        label = None if ref.isdigit() else ref
         try:
-            candidate = self.repository.resolve(p.name, version, label)
-        except ApiError as exc:  # not served (yet): counted as the candidate's error
-            self._error(p, int(item.candidate) if label is None else -1, exc)
+            candidate = self.repository.resolve(first.name, int(ref) if label is None
+                                                else None, label)
+        except ApiError as exc:  # not served (yet): counted as the candidate's errors
+            for p in predictions:
+                self._error(p, int(ref) if label is None else -1, exc)
             return
-        if candidate.version == p.version:
+        if candidate.version == first.version:
             return
-        stats = self.pairs.setdefault((p.name, p.version, candidate.version), PairStats())
+        stats = self.pairs.setdefault((first.name, first.version, candidate.version),
+                                      PairStats())
+        batch = Batch.concat([p.batch for p in predictions])
         start = time.perf_counter()
         try:
-            outputs = await self.inference.predict(candidate, p.batch)
+            outputs = await self.inference.predict(candidate, batch)
         except Exception as exc:
-            self._error(p, candidate.version, exc)
+            for p in predictions:
+                self._error(p, candidate.version, exc)
             return
         seconds = time.perf_counter() - start
-        assert p.outputs is not None
-        metrics.count_shadow_request(p.name, "compared")
-        stats.requests += 1
-        stats.rows += len(p.batch)
-        stats.primary_s += p.model_seconds or p.seconds
-        stats.shadow_s += seconds
-        if p.model.manifest.task is Task.REGRESSION:
-            a = np.asarray(p.outputs["value"], dtype=np.float64).reshape(-1)
+        served = {k: np.concatenate([np.asarray(p.outputs[k]) for p in predictions
+                                     if p.outputs is not None])
+                  for k in ("value", "class_id") if k in outputs}
+        n = len(predictions)
+        stats.requests += n
+        stats.rows += len(batch)
+        stats.primary_s += sum(p.model_seconds or p.seconds for p in predictions)
+        stats.shadow_s += seconds  # the merged call: its share per request is seconds / n
+        for _ in range(n):
+            metrics.count_shadow_request(first.name, "compared")
+        if first.model.manifest.task is Task.REGRESSION:
+            a = np.asarray(served["value"], dtype=np.float64).reshape(-1)
             b = np.asarray(outputs["value"], dtype=np.float64).reshape(-1)
             diff = np.abs(a - b)
             stats.abs_diff += float(diff.sum())
             stats.rel_diff += float((diff / np.maximum(np.abs(a), 1e-12)).sum())
         else:
-            same = int(np.count_nonzero(np.asarray(p.outputs["class_id"]) ==
-                                        np.asarray(outputs["class_id"])))
+            same = int(np.count_nonzero(served["class_id"] == np.asarray(outputs["class_id"])))
             stats.agree += same
-            metrics.count_shadow_rows(p.name, same, len(p.batch) - same)
+            metrics.count_shadow_rows(first.name, same, len(batch) - same)
 
     def _error(self, p: Prediction, version: int, exc: Exception) -> None:
         stats = self.pairs.setdefault((p.name, p.version, version), PairStats())
