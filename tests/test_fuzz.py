@@ -40,7 +40,8 @@ TFS = [f"/v1/models/{m}{v}:{verb}" for m in ("wine-quality", "housing", "digits"
 V2 = [f"/v2/models/{m}{v}/infer" for m in ("wine-quality", "housing", "digits")
       for v in ("", "/versions/2")]
 IMAGE = ["/v1/models/digits:predict_image", "/v1/models/wine-quality:predict_image"]
-ENDPOINTS = TFS + V2 + IMAGE
+FEEDBACK = ["/v1/models/wine-quality:feedback", "/v2/models/housing/feedback"]
+ENDPOINTS = TFS + V2 + IMAGE + FEEDBACK
 
 STATS: Counter[str] = Counter()
 
@@ -161,6 +162,19 @@ def v2_bodies(draw) -> dict[str, Any]:
     return body
 
 
+@st.composite
+def feedback_bodies(draw):
+    """Near-valid ground-truth feedback: the right keys holding anything."""
+    item = st.fixed_dictionaries(
+        {"request_id": st.one_of(st.text(st.characters(blacklist_categories=("Cs",)),
+                                         max_size=140), JSON),
+         "truth": st.one_of(st.sampled_from(["good", "bad", "7"]), st.integers(),
+                            st.floats(allow_nan=False, allow_infinity=False), JSON)},
+        optional={"instance": st.one_of(st.integers(), JSON)})
+    return draw(st.one_of(item, st.fixed_dictionaries({"feedback": st.lists(item, max_size=5)}),
+                          JSON))
+
+
 # --- the tests -----------------------------------------------------------------------------
 
 
@@ -168,6 +182,12 @@ def v2_bodies(draw) -> dict[str, Any]:
 @given(path=st.sampled_from(ENDPOINTS), payload=JSON)
 def test_arbitrary_json_everywhere(client, path, payload):
     check(client.post(path, json=payload))
+
+
+@_fuzz_settings(200)
+@given(path=st.sampled_from(FEEDBACK), body=feedback_bodies())
+def test_feedback_bodies(client, path, body):
+    check(client.post(path, json=body))
 
 
 @_fuzz_settings(300)
