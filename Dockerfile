@@ -47,8 +47,10 @@ COPY models /opt/modelserve/models
 
 # MODELSERVE_INFERENCE_THREADS pins TensorFlow / OpenMP / BLAS threads (the service sets
 # OMP_NUM_THREADS etc. from it before they load). /tmp is the only place written to: the
-# numba cache of the compiled tree walk, and the metrics files of several workers; the
-# root filesystem may be read-only (Kubernetes: an emptyDir at /tmp).
+# numba cache of the compiled tree walk, the metrics files of several workers, and the
+# payload log and evidence store of models that turn them on (mount a volume there, or
+# point MODELSERVE_PAYLOAD_LOG_DIR / MODELSERVE_EVIDENCE_DB at one, to keep them across
+# restarts); the root filesystem may be read-only (Kubernetes: an emptyDir at /tmp).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -57,7 +59,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODELSERVE_HOST=0.0.0.0 \
     MODELSERVE_PORT=8000 \
     MODELSERVE_GRPC_PORT=8001 \
-    MODELSERVE_INFERENCE_THREADS=1
+    MODELSERVE_INFERENCE_THREADS=1 \
+    MODELSERVE_PAYLOAD_LOG_DIR=/tmp/modelserve/payloads \
+    MODELSERVE_EVIDENCE_DB=/tmp/modelserve/evidence.sqlite3
 
 WORKDIR /opt/modelserve
 USER 10001:10001
