@@ -44,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
+from wrk import LoadResult
 
 from service.protocols.grpc.proto import grpc_predict_v2_pb2 as pb
 from service.protocols.grpc.proto import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -197,18 +198,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @dataclass(frozen=True)
-class GrpcResult:
-    """One measurement, with the field names of wrk.WrkResult that the report reads."""
+class GrpcResult(LoadResult):
+    """One measurement, read by the report like wrk's."""
 
-    concurrency: int
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
     failed: int  # calls that ended with a status other than OK
     codes: dict[str, int]  # those, by status code name
     client_cpu: float  # cores used by the load generator (summed over its processes)

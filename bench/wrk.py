@@ -19,7 +19,10 @@ BENCH_LINE = re.compile(r"^BENCH (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
-class WrkResult:
+class LoadResult:
+    """What every load generator reports (wrk here, grpc_load.py for gRPC): the fields
+    the report reads."""
+
     concurrency: int
     requests: int
     seconds: float
@@ -29,6 +32,10 @@ class WrkResult:
     p99_ms: float
     mean_ms: float
     max_ms: float
+
+
+@dataclass(frozen=True)
+class WrkResult(LoadResult):
     non_2xx: int  # non-2xx/3xx statuses (wrk's errors.status)
     socket_errors: int  # connect + read + write + timeout
 
