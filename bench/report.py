@@ -313,6 +313,14 @@ def _grpc_section(results: dict[str, Any], targets: list[Target],
                      f"{_num(digits)} vs {_num(digits_http)} "
                      f"({_ratio(digits, digits_http)}): "
                      + ("met" if digits >= digits_http else "**not met**"))
+        floor = _median(summary, "grpc-floor-digits64", 8, "rps")
+        floor_http = _median(summary, GRPC_TWINS["grpc-floor-digits64"], 8, "rps")
+        if floor and floor_http:
+            goals.append(f"the same 64 digits through the bare transports (the floors), gRPC "
+                         f"/ HTTP: {_num(floor)} vs {_num(floor_http)} req/s "
+                         f"({_ratio(floor, floor_http)}): grpc.aio alone costs "
+                         f"{1000 / floor - 1000 / floor_http:.2f} ms more per call than "
+                         "uvicorn for this body")
     p50 = _median(summary, "grpc-wine-v2", 1, "p50_ms")
     if p50:
         goals.append(f"wine v2 one row at c=1, gRPC p50 <= {GRPC_P50_GOAL_MS} ms: "

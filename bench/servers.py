@@ -276,6 +276,12 @@ TARGETS: list[Target] = [
            "/v2/models/digits/versions/1/infer", "digits64_v2_binary", (8,), "digits"),
     Target("grpc-digits64", "ours", "digits v1 MLP, 64 images, gRPC (raw_input_contents)",
            "ModelInfer", "grpc_digits64", (8,), "grpc", protocol="grpc"),
+    # The transport floors for that payload: what uvicorn and grpc.aio alone cost to take
+    # in 200 KB of tensor (the gRPC goal above cannot beat their ratio by much).
+    Target("floor-digits64", "floor", "HTTP floor, 64 images, V2 binary (header parsed)",
+           "/", "digits64_v2_binary", (8,), "digits"),
+    Target("grpc-floor-digits64", "grpc-floor", "gRPC floor, 64 images (request decoded)",
+           "ModelInfer", "grpc_digits64", (8,), "grpc", protocol="grpc"),
     Target("digits64-v2-json", "ours", "digits v1 MLP, 64 images, V2 JSON",
            "/v2/models/digits/versions/1/infer", "digits64_v2_json", (8,), "digits"),
     Target("digits64-tfs", "ours", "digits v1 MLP, 64 images, TF-Serving JSON",
@@ -309,6 +315,7 @@ GRPC_TWINS: dict[str, str] = {
     "grpc-floor": "floor",
     "grpc-wine-v2": "ours-sklearn-v2",
     "grpc-digits64": "digits64-v2-binary",
+    "grpc-floor-digits64": "floor-digits64",
 }
 
 # From this concurrency on, gRPC load comes from 2 grpc_load.py processes (on the same

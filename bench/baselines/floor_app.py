@@ -28,6 +28,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    orjson.loads(body)
+    # A Triton binary body (a JSON header, then raw tensor bytes): the JSON part is what
+    # a real server must parse; the tensor bytes are only read.
+    header = next((v for k, v in scope["headers"] if k == b"inference-header-content-length"),
+                  None)
+    orjson.loads(body if header is None else body[:int(header)])
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": RESPONSE})
