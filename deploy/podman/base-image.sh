@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds a Debian bookworm image with Python 3.11 from Debian's packages (mmdebstrap +
+# podman import), for machines that cannot pull python:3.11-slim-bookworm from a public
+# registry. The Dockerfile takes it as PYTHON_IMAGE. Skips when the image already exists.
+#
+#   deploy/podman/base-image.sh [IMAGE]    (default localhost/modelserve-base:bookworm)
+set -euo pipefail
+image="${1:-localhost/modelserve-base:bookworm}"
+podman=(podman ${PODMAN_ARGS:-})
+
+if "${podman[@]}" image exists "$image"; then
+    echo "base-image: $image exists, not rebuilt"
+    exit 0
+fi
+command -v mmdebstrap >/dev/null || { echo "base-image: mmdebstrap is not installed" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# python3-venv brings ensurepip (the Dockerfile's `python3 -m venv`); ca-certificates for
+# pip over HTTPS; python-is-python3 so `python` works as in the official image.
+# The apt lists are dropped (the image does not need them: prometheus' Dockerfile updates).
+echo "base-image: mmdebstrap bookworm (about a minute)"
+mmdebstrap --variant=minbase --quiet \
+    --include=python3.11,python3-venv,python-is-python3,ca-certificates \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
+    bookworm "$work/rootfs.tar"
+"${podman[@]}" import \
+    --change 'CMD ["/usr/bin/python3"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    "$work/rootfs.tar" "$image" >/dev/null
+echo "base-image: built $image"
