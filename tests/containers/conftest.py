@@ -60,7 +60,7 @@ def wait_ready(url: str, container: Container, timeout: float = START_DEADLINE_S
 def service(tmp_path_factory) -> Iterator[Service]:
     repository = copy_models(MODELS, tmp_path_factory.mktemp("service") / "models")
     port, grpc_port = free_port(), free_port()
-    container = Container(f"modelserve-test-{port}", [
+    container = Container.run(f"modelserve-test-{port}", [
         *compose_run_args(), "--network", "host",
         "-e", "MODELSERVE_WORKERS=2",
         "-e", f"MODELSERVE_PORT={port}", "-e", f"MODELSERVE_GRPC_PORT={grpc_port}",

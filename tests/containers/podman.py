@@ -77,13 +77,18 @@ def compose_run_args(service: str = "modelserve") -> list[str]:
 
 
 class Container:
-    """A detached container, removed by ``remove`` whatever state it is in."""
+    """A container by name; ``run`` starts one detached, ``remove`` removes it whatever
+    state it is in."""
 
-    def __init__(self, name: str, args: Sequence[str], image: str = IMAGE,
-                 command: Sequence[str] = ()) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
+
+    @classmethod
+    def run(cls, name: str, args: Sequence[str], image: str = IMAGE,
+            command: Sequence[str] = ()) -> Container:
         podman("rm", "--force", "--ignore", name)
         podman("run", "--detach", "--name", name, *args, image, *command)
+        return cls(name)
 
     def inspect(self) -> dict:
         return json.loads(podman("inspect", self.name).stdout)[0]
