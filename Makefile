@@ -15,7 +15,7 @@ PORT   ?= 8000
 PIP_INSTALL := python -m pip install --quiet
 SERVE       := modelserve serve
 
-.PHONY: install serve test test-tools train lint format clean bench bench-setup overload soak up down
+.PHONY: install serve test test-tools test-containers train lint format clean bench bench-setup overload soak up down
 
 install: $(STAMP)
 
@@ -44,6 +44,13 @@ test-tools:
 	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	          docker-compose prometheus >/dev/null 2>&1; } \
 	  || echo "test-tools: could not install docker-compose/prometheus; their tests will skip"
+
+# The image built and run for real with podman: the container as docker-compose.yml runs
+# it, the compose stack with Prometheus, deploy/k8s/ with `podman kube play`
+# (tests/containers/run.sh, docs/containers.md). Installs podman & co. as root on Debian;
+# skips, saying so, where podman cannot run a container. ~5 min, longer on a first build.
+test-containers: install
+	VENV=$(VENV) bash tests/containers/run.sh
 
 train: install
 	$(BIN)/modelserve train all

@@ -6,9 +6,8 @@
 #   deploy/podman/base-image.sh [IMAGE]    (default localhost/modelserve-base:bookworm)
 set -euo pipefail
 image="${1:-localhost/modelserve-base:bookworm}"
-podman=(podman ${PODMAN_ARGS:-})
 
-if "${podman[@]}" image exists "$image"; then
+if podman image exists "$image"; then
     echo "base-image: $image exists, not rebuilt"
     exit 0
 fi
@@ -24,7 +23,10 @@ mmdebstrap --variant=minbase --quiet \
     --include=python3.11,python3-venv,python-is-python3,ca-certificates \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
     bookworm "$work/rootfs.tar"
-"${podman[@]}" import \
+# The label marks the images built on this base (build stages and caches inherit it), so
+# that tests/containers/run.sh can remove its own stale ones and nothing else.
+podman import --quiet \
+    --change 'LABEL org.modelserve.debian-base=bookworm' \
     --change 'CMD ["/usr/bin/python3"]' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \

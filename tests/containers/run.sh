@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test-containers: builds the image with podman and runs it for real (docs/containers.md).
-#   1. podman, runc, mmdebstrap, podman-compose: installed if missing (Debian, as root);
-#      without a podman that can run a container, says so and exits 0.
+#   1. podman, runc, mmdebstrap, catatonit: installed if missing (Debian, as root);
+#      podman-compose is in the dev extra. Without a podman that can run a container, says
+#      so and exits 0.
 #   2. a Debian base image (deploy/podman/base-image.sh) unless PYTHON_IMAGE names one;
 #      podman's settings for this machine, found by trial (tests/containers/podman-env.sh).
 #   3. the image from the Dockerfile, and Prometheus's (deploy/podman/prometheus.Dockerfile);
@@ -22,15 +23,18 @@ say() { echo "test-containers: $*"; }
 skip() { say "SKIPPED, nothing was checked: $*"; exit 0; }
 
 # --- 1. tools ------------------------------------------------------------------------------
-tools=(podman runc mmdebstrap podman-compose)
+# catatonit: the pause process of the pods podman kube play makes. podman-compose comes with
+# the dev extra (Debian's 1.0.3 cannot run a service on the host's network).
 missing=()
-for t in "${tools[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
+for t in podman runc mmdebstrap catatonit; do
+    command -v "$t" >/dev/null || [ -x "/usr/libexec/podman/$t" ] || missing+=("$t")
+done
 if ((${#missing[@]})); then
-    say "installing ${missing[*]} (Debian packages, with uidmap slirp4netns fuse-overlayfs)"
+    say "installing ${missing[*]} (Debian packages)"
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" uidmap slirp4netns fuse-overlayfs; } \
-            >"$STATE/apt.log" 2>&1 || say "apt-get failed (see $STATE/apt.log)"
+            --no-install-recommends "${missing[@]}"; } >"$STATE/apt.log" 2>&1 \
+            || say "apt-get failed (see $STATE/apt.log)"
     else
         say "cannot install them here (needs apt-get as root)"
     fi
@@ -47,7 +51,8 @@ else
     BASE_IMAGE="$DEBIAN_BASE"
     podman image exists "$BASE_IMAGE" || command -v mmdebstrap >/dev/null \
         || skip "no $BASE_IMAGE and no mmdebstrap to build it"
-    deploy/podman/base-image.sh "$BASE_IMAGE" || skip "could not build $BASE_IMAGE"
+    deploy/podman/base-image.sh "$BASE_IMAGE" \
+        || { say "FAILED: could not build $BASE_IMAGE"; exit 1; }
 fi
 export BASE_IMAGE STATE
 # shellcheck source=tests/containers/podman-env.sh
@@ -62,6 +67,10 @@ if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
     build_mounts+=(-v "$PIP_CERT:$PIP_CERT:ro" -v "$STATE/pip.conf:/etc/pip.conf:ro")
 fi
 say "building $IMAGE from the Dockerfile on $BASE_IMAGE (TensorFlow: minutes on a clean machine)"
+# Untagged images on the Debian base left by earlier runs (a replaced image, superseded
+# build caches: 2 GB each), removed once this build has its own.
+stale=$(podman images --quiet --filter dangling=true \
+    --filter label=org.modelserve.debian-base=bookworm | sort -u)
 build_started=$SECONDS
 # --format docker keeps HEALTHCHECK (OCI images have no such field).
 podman build --format docker --network host --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
@@ -73,8 +82,12 @@ podman build --format docker --network host --build-arg "BASE_IMAGE=$BASE_IMAGE"
     >"$STATE/build-prometheus.log" 2>&1 \
     || { tail -40 "$STATE/build-prometheus.log"; say "FAILED: Prometheus's image"; exit 1; }
 
+for id in $stale; do podman rmi "$id" >/dev/null 2>&1 || true; done  # in use: kept
+
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
-base_size=$(podman image inspect --format '{{.Size}}' "$BASE_IMAGE")
+base_for id in $stale; do podman rmi "$id" >/dev/null 2>&1 || true; done  # in use: kept
+
+size=$(podman image inspect --format '{{.Size}}' "$BASE_IMAGE")
 say "image $IMAGE: $((size / 1000000)) MB (base $BASE_IMAGE: $((base_size / 1000000)) MB;" \
     "built in ${build_s} s)"
 "$PY" - "$IMAGE" "$size" "$BASE_IMAGE" "$base_size" "$build_s" <<'EOF'
