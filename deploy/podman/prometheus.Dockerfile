@@ -18,6 +18,8 @@ RUN apt-get update \
     && mkdir -p /prometheus \
     && chown prometheus:prometheus /prometheus
 
+# The package creates its user with whatever system uid is free: named, not numbered.
+# hadolint ignore=DL3066
 USER prometheus
 WORKDIR /prometheus
 EXPOSE 9090

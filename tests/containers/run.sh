@@ -85,9 +85,7 @@ podman build --format docker --network host --build-arg "BASE_IMAGE=$BASE_IMAGE"
 for id in $stale; do podman rmi "$id" >/dev/null 2>&1 || true; done  # in use: kept
 
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
-base_for id in $stale; do podman rmi "$id" >/dev/null 2>&1 || true; done  # in use: kept
-
-size=$(podman image inspect --format '{{.Size}}' "$BASE_IMAGE")
+base_size=$(podman image inspect --format '{{.Size}}' "$BASE_IMAGE")
 say "image $IMAGE: $((size / 1000000)) MB (base $BASE_IMAGE: $((base_size / 1000000)) MB;" \
     "built in ${build_s} s)"
 "$PY" - "$IMAGE" "$size" "$BASE_IMAGE" "$base_size" "$build_s" <<'EOF'
