@@ -67,10 +67,6 @@ if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
     build_mounts+=(-v "$PIP_CERT:$PIP_CERT:ro" -v "$STATE/pip.conf:/etc/pip.conf:ro")
 fi
 say "building $IMAGE from the Dockerfile on $BASE_IMAGE (TensorFlow: minutes on a clean machine)"
-# Untagged images on the Debian base left by earlier runs (a replaced image, superseded
-# build caches: 2 GB each), removed once this build has its own.
-stale=$(podman images --quiet --filter dangling=true \
-    --filter label=org.modelserve.debian-base=bookworm | sort -u)
 build_started=$SECONDS
 # --format docker keeps HEALTHCHECK (OCI images have no such field).
 podman build --format docker --network host --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
@@ -82,7 +78,18 @@ podman build --format docker --network host --build-arg "BASE_IMAGE=$BASE_IMAGE"
     >"$STATE/build-prometheus.log" 2>&1 \
     || { tail -40 "$STATE/build-prometheus.log"; say "FAILED: Prometheus's image"; exit 1; }
 
-for id in $stale; do podman rmi "$id" >/dev/null 2>&1 || true; done  # in use: kept
+# Untagged images on the Debian base that these builds did not use: earlier runs' images
+# and build caches (~2 GB each for the venv layers). Children go first, so a few passes;
+# podman refuses one still in use.
+used=$(grep -ohE -- '--> (Using cache )?[0-9a-f]{11}' "$STATE"/build*.log \
+    | grep -oE '[0-9a-f]{11}$' | sort -u)
+for _ in 1 2 3; do
+    podman images --all --filter label=org.modelserve.debian-base \
+        --format '{{.ID}} {{.Repository}}' | while read -r id repository; do
+        [ "$repository" = "<none>" ] && ! grep -q "^${id:0:11}" <<<"$used" \
+            && podman rmi "$id" >/dev/null 2>&1 || true
+    done
+done
 
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 base_size=$(podman image inspect --format '{{.Size}}' "$BASE_IMAGE")

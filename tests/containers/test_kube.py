@@ -38,6 +38,7 @@ from tests.containers.podman import (
 from tests.deploy.files import K8S, env_of, quantity
 
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+KUBE_NETWORK = "podman-default-kube-network"
 
 
 @dataclass
@@ -85,6 +86,8 @@ def _render(folder: Path) -> tuple[Path, dict, dict[str, int], int]:
 def pod(tmp_path_factory) -> Iterator[Pod]:
     rendered, spec, ports, grace_s = _render(tmp_path_factory.mktemp("kube"))
     labels = _documents("deployment.yaml")[0]["spec"]["template"]["metadata"]["labels"]
+    # kube play's network, made on first use: removed after if this test made it.
+    made_network = podman("network", "exists", KUBE_NETWORK, check=False).returncode != 0
     try:
         podman("kube", "play", "--replace", str(rendered), timeout=START_DEADLINE_S)
         found = json.loads(podman("ps", "--all", "--format", "json").stdout)
@@ -97,6 +100,8 @@ def pod(tmp_path_factory) -> Iterator[Pod]:
         yield Pod(container, spec, ports, grace_s)
     finally:
         podman("kube", "down", str(rendered), check=False, timeout=300)
+        if made_network:
+            podman("network", "rm", KUBE_NETWORK, check=False)
 
 
 @pytest.mark.parametrize("probe", PROBES)
