@@ -156,6 +156,17 @@ def test_global_pools_match_keras() -> None:
                  np.asarray(keras.layers.GlobalMaxPooling2D()(x), dtype=np.float64))
 
 
+@pytest.mark.parametrize("channels", [1, 8, 16])
+def test_a_batch_larger_than_a_chunk_is_run_in_chunks_with_the_same_result(
+        channels: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = images((5, 9, 7, channels))
+    prepared = conv.Conv2D(images((3, 3, channels, 4), seed=1), images((4,), seed=2),
+                           activation="relu", pool=2)
+    whole = prepared(x)
+    monkeypatch.setattr(conv, "CHUNK_IMAGES", 2)
+    np.testing.assert_allclose(prepared(x), whole, rtol=1e-6, atol=1e-6)
+
+
 def test_what_it_cannot_do_is_refused_clearly() -> None:
     x, kernel = images((1, 7, 9, 3)), images((3, 3, 3, 4))
     with pytest.raises(Unsupported, match="dilation"):

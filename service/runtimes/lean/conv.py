@@ -39,6 +39,7 @@ Pair = int | Sequence[int]
 PADDINGS = ("same", "valid")
 WINOGRAD_MIN_CHANNELS = 16  # below this the 16 products are too thin for BLAS
 TRANSPOSED_MAX_CHANNELS = 4  # above this the row-wise copy loses its long runs
+CHUNK_IMAGES = 64  # images per pass: bounds the temporaries, no slower than one pass
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2015): kernel g -> G g G^T; the input and output
 # transforms (B^T and A^T) are written out in the loops below.
@@ -147,6 +148,17 @@ class Conv2D:
         if x.shape[3] != self.channels:
             raise ValueError(f"x has {x.shape[3]} channels, the kernel expects "
                              f"{self.channels}")
+        if len(x) <= CHUNK_IMAGES:
+            return self._call(x)
+        # The temporaries grow ~10x the output (im2col, Winograd tiles): bounded per chunk.
+        first = self._call(x[:CHUNK_IMAGES])
+        out = np.empty((len(x), *first.shape[1:]), dtype=np.float32)
+        out[:CHUNK_IMAGES] = first
+        for start in range(CHUNK_IMAGES, len(x), CHUNK_IMAGES):
+            out[start : start + CHUNK_IMAGES] = self._call(x[start : start + CHUNK_IMAGES])
+        return out
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
         ho, wo, pads = _geometry(x.shape, self.size, self.strides, self.padding)
         if self.method == "winograd":
             if self.pool in ((1, 1), (2, 2)):
