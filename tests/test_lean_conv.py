@@ -33,7 +33,7 @@ def images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 # (H, W, C, F, kernel, strides, padding, bias): odd and even sizes, C=1 and 3, a kernel
 # larger than the stride, one that is even (asymmetric "same" padding), a 1x1, and
-# 3x3 stride 1 with many channels (Winograd).
+# 3x3 stride 1 with many channels (Winograd) and with a few (im2col, not transposed).
 CONV_CASES = [
     (7, 9, 1, 4, (3, 3), (1, 1), "same", True),
     (7, 9, 3, 8, (3, 3), (1, 1), "valid", False),
@@ -51,6 +51,7 @@ CONV_CASES = [
     (7, 7, 64, 24, (3, 3), (1, 1), "same", False),
     (28, 28, 32, 16, (3, 3), (1, 1), "same", True),
     (14, 14, 32, 8, (3, 3), (2, 2), "same", True),
+    (9, 7, 8, 6, (3, 3), (1, 1), "same", True),
 ]
 
 
