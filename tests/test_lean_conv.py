@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.runtimes.lean import conv
-from service.runtimes.lean.dense import Unsupported
+from service.runtimes.lean.program import Unsupported
 from tests.conftest import MODELS
 
 keras = pytest.importorskip("keras")

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import as_strided
 
-from service.runtimes.lean.dense import Unsupported
+from service.runtimes.lean.program import Unsupported
 
 Pair = int | Sequence[int]
 PADDINGS = ("same", "valid")

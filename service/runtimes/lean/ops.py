@@ -113,14 +113,28 @@ def _reshape(op: dict[str, Any], arrays: Arrays) -> Step:
     return lambda x: x.reshape(len(x), *shape)
 
 
-def _conv2d(op: dict[str, Any], arrays: Arrays) -> Step:
+def _conv2d(op: dict[str, Any], arrays: Arrays, fused: tuple[bool, Any] = (False, None)
+            ) -> Step:
     from service.runtimes.lean import conv
 
     kernel = _array(op, "kernel", arrays, 4)
     bias = _array(op, "bias", arrays, 1) if op.get("bias") is not None else None
     strides = _ints(op, "strides", 2)
     padding = _choice(op, "padding", ("same", "valid"))
-    return lambda x: conv.conv2d(x, kernel, bias, strides, padding)
+    relu, pool = fused
+    try:
+        return conv.Conv2D(kernel, bias, strides, padding,
+                           activation="relu" if relu else None, pool=pool)
+    except ValueError as exc:
+        raise LeanFormError(f"conv2d: {exc}") from exc
+
+
+def _fusable_pool(op: dict[str, Any] | None) -> tuple[int, int] | None:
+    """A max pool the convolution before it can take on (valid, strides = pool size)."""
+    if op is None or op.get("op") != "max_pool2d" or op.get("padding") != "valid":
+        return None
+    size = op.get("pool_size")
+    return tuple(size) if size == op.get("strides") else None  # type: ignore[return-value]
 
 
 def _pool(kind: str) -> Callable[[dict[str, Any], Arrays], Step]:
@@ -243,9 +257,22 @@ OPS: dict[str, Callable[[dict[str, Any], Arrays], Step]] = {
 
 def compile_ops(ops: list[dict[str, Any]], arrays: Arrays) -> list[Step]:
     steps = []
-    for op in ops:
+    i = 0
+    while i < len(ops):
+        op = ops[i]
         build = OPS.get(op.get("op"))  # type: ignore[arg-type]
         if build is None:
             raise LeanFormError(f"unknown operation {op.get('op')!r}")
+        if build is _conv2d:
+            # conv2d > relu > max_pool2d run as one call: the pooled cells are all that
+            # is written (the same numbers: ReLU and a max commute).
+            nxt = ops[i + 1] if i + 1 < len(ops) else None
+            relu = nxt is not None and nxt.get("op") == "relu"
+            after = ops[i + 1 + relu] if i + 1 + relu < len(ops) else None
+            pool = _fusable_pool(after)
+            steps.append(_conv2d(op, arrays, (relu, pool)))
+            i += 1 + relu + (pool is not None)
+            continue
         steps.append(build(op, arrays))
+        i += 1
     return steps
