@@ -192,3 +192,26 @@ def test_the_server_of_the_committed_repository_loads_no_framework(server, clien
             assert r.status_code == 200
             assert r.json()["modelserve"]["serving"]["engine"] == LEAN[(name, version)]
     assert mapped_frameworks(server.proc.pid) == set()
+
+
+def test_a_keras_layer_without_a_lean_operation_is_served_by_keras(tmp_path):
+    import keras
+    from sklearn.datasets import load_diabetes
+
+    import modelserve
+
+    x, y = load_diabetes(return_X_y=True)
+    x = x.astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(8),
+                              keras.layers.LayerNormalization(), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    folder = modelserve.publish(model, name="normed", repository=tmp_path, inputs=x,
+                                y_train=y, task="regression", target="progression",
+                                allow_below_baseline=True)
+    manifest = read_manifest(folder)
+    assert manifest.lean is None and not (folder / LEAN_FILE).exists()
+    loaded = load_version(folder)
+    assert loaded.engine.name == "keras"
+    assert "layer type LayerNormalization" in loaded.engine.detail

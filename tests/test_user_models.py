@@ -559,7 +559,7 @@ def test_a_published_version_with_a_wrong_checksum_is_refused(published, tmp_pat
 LEAN_FORMS = {"diabetes": "compiled-trees", "digits8": "numpy-conv"}
 FRAMEWORK_CALLS = {"churn": ("sklearn", "not plain numbers"),
                    "triage": ("keras", "several inputs"),
-                   "tags": ("keras", "Embedding"),
+                   "tags": ("keras", "not plain numbers"),  # int32 ids into an Embedding
                    "cultivar": ("sklearn", "estimator LinearSVC")}
 
 
