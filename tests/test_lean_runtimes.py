@@ -215,3 +215,13 @@ def test_a_keras_layer_without_a_lean_operation_is_served_by_keras(tmp_path):
     loaded = load_version(folder)
     assert loaded.engine.name == "keras"
     assert "layer type LayerNormalization" in loaded.engine.detail
+
+
+def test_a_version_whose_framework_is_not_installed_names_the_extra(monkeypatch):
+    # As in an image without TensorFlow: importing the Keras runtime fails.
+    from service.errors import ModelLoadError
+
+    monkeypatch.setitem(sys.modules, "service.runtimes.keras_runtime", None)
+    with pytest.raises(ModelLoadError, match=r"needs keras 3\.15\.1.*modelserve\[keras\]"):
+        load_version(MODELS / "wine-quality" / "1", lean=False)
+    assert load_version(MODELS / "wine-quality" / "1").engine.name == "numpy-dense"
