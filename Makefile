@@ -15,7 +15,7 @@ PORT   ?= 8000
 PIP_INSTALL := python -m pip install --quiet
 SERVE       := modelserve serve
 
-.PHONY: install serve test test-tools test-containers train lint format clean bench bench-setup overload soak up down
+.PHONY: install serve test test-tools test-containers train lint format clean bench bench-tools bench-setup overload soak up down
 
 install: $(STAMP)
 
@@ -57,8 +57,17 @@ train: install
 
 # Benchmark against baselines (bench/README.md); not part of `make test`. Baseline venvs
 # go to bench/.venvs/ on first use. Options: make bench BENCH_ARGS="--duration 5 --rounds 1"
-bench: install
+bench: install bench-tools
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# wrk drives the HTTP load; installed from Debian's packages when it can be.
+bench-tools:
+	@command -v wrk >/dev/null \
+	  || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+	       && apt-get update -qq >/dev/null 2>&1 \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	          wrk >/dev/null 2>&1; } \
+	  || { echo "bench-tools: wrk is not installed and could not be (Debian: apt-get install wrk)"; exit 1; }
 
 bench-setup: install
 	$(BIN)/python bench/run.py --setup-only

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from servers import (
+    CNN_PAIRS,
     COMPARISONS,
     DRIFT_PAIR,
     FLOOR,
+    FRAMEWORK,
     GRPC_TWINS,
     MODEL_FLOOR,
     PAYLOAD_LOG_PAIR,
@@ -24,6 +26,10 @@ CLIENT_CPU = "client_cpu"
 GRPC_P50_GOAL_MS = 0.3
 # Issue 15: logging every request to files keeps at least this share of c=32 req/s.
 PAYLOAD_LOG_RPS_GOAL = 0.85
+# Serving without the frameworks: one worker with all eight versions, and its cold start
+# against the HTTP floor's.
+RSS_GOAL_MIB = 250
+COLD_START_GOAL = 5.0
 DRIFT_RPS_GOAL = 0.95
 SHADOW_P99_GOAL = 1.1
 
@@ -235,6 +241,7 @@ def markdown(results: dict[str, Any], targets: list[Target],
 
     out += _grpc_section(results, targets, summary)
     out += _payload_log_section(results, targets, summary)
+    out += _lean_section(results, targets, summary)
 
     rows = []
     for name, info in results["servers"].items():
@@ -398,5 +405,70 @@ def _payload_log_section(results: dict[str, Any], targets: list[Target],
                      + ("met" if on_p99 <= SHADOW_P99_GOAL * off_p99 else "**not met**"))
     if goals:
         out += ["", "Goals:", "", *goals]
+    out.append("")
+    return out
+
+
+def _lean_section(results: dict[str, Any], targets: list[Target],
+                  summary: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Ours on lean forms against the floor and against itself on the frameworks: memory,
+    cold start, and the CNN's cost; with the goals."""
+    servers = results["servers"]
+    ours, floor, framework = (servers.get(k) for k in ("ours", FLOOR, FRAMEWORK))
+    if ours is None:
+        return []
+    out = ["## Serving without the frameworks", ""]
+    goals = []
+    rss = (ours.get("memory") or {}).get("rss_mib")
+    cold = ours.get("all_ready_s", ours["cold_start_s"])
+    rows = []
+    for name, info in (("ours (lean forms)", ours), ("ours, lean runtimes off", framework),
+                       ("HTTP floor", floor)):
+        if info is None:
+            continue
+        mem = info.get("memory") or {}
+        rows.append([name, _num(mem.get("rss_mib", 0.0)),
+                     f"{info.get('all_ready_s', info['cold_start_s']):.2f}"])
+    out += _table(["Server", "RSS MiB, one worker", "cold start s (every version ready)"],
+                  rows)
+    if rss:
+        goals.append(f"RSS of one worker with every committed version <= {RSS_GOAL_MIB} MiB: "
+                     f"{rss:.0f} MiB: " + ("met" if rss <= RSS_GOAL_MIB else "**not met**"))
+    if floor is not None:
+        ratio = cold / floor["cold_start_s"]
+        goals.append(f"cold start to every version ready <= {COLD_START_GOAL:g}x the HTTP "
+                     f"floor's: {cold:.2f} s vs {floor['cold_start_s']:.2f} s ({ratio:.1f}x): "
+                     + ("met" if ratio <= COLD_START_GOAL else "**not met**"))
+    labels = {t.key: t.label for t in targets}
+    rows = []
+    for lean, tf in CNN_PAIRS:
+        for conc in sorted(summary.get(lean, {})):
+            if conc not in summary.get(tf, {}):
+                continue
+            rows.append([labels[lean], str(conc), _fmt(_get(summary, lean, conc, "rps")),
+                         _fmt(_get(summary, tf, conc, "rps")),
+                         _fmt(_get(summary, lean, conc, "p50_ms")),
+                         _fmt(_get(summary, tf, conc, "p50_ms")),
+                         _ratio(_median(summary, lean, conc, "rps"),
+                                _median(summary, tf, conc, "rps"))])
+    if rows:
+        out += ["", "The digits CNN, its lean form against TensorFlow's compiled call (the "
+                "same service with lean runtimes off):", ""]
+        out += _table(["Request", "c", "lean req/s", "TensorFlow req/s", "lean p50 ms",
+                       "TensorFlow p50 ms", "req/s lean / TF"], rows)
+        big = (_median(summary, "digits64-cnn-binary", 8, "rps"),
+               _median(summary, "digits64-cnn-binary-tf", 8, "rps"))
+        if all(big):
+            goals.append(f"64 digits to the CNN at c=8, lean req/s >= TensorFlow's: "
+                         f"{_num(big[0])} vs {_num(big[1])} ({_ratio(*big)}): "
+                         + ("met" if big[0] >= big[1] else "**not met**"))
+        one = (_median(summary, "digits-v2-binary", 1, "p50_ms"),
+               _median(summary, "digits-v2-binary-tf", 1, "p50_ms"))
+        if all(one):
+            goals.append(f"one digit to the CNN at c=1, lean p50 <= TensorFlow's: "
+                         f"{one[0]:.2f} vs {one[1]:.2f} ms: "
+                         + ("met" if one[0] <= one[1] else "**not met**"))
+    if goals:
+        out += ["", "Goals:", "", *[f"- {g}" for g in goals]]
     out.append("")
     return out

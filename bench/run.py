@@ -39,6 +39,7 @@ import report
 import wrk
 from prometheus_client.parser import text_string_to_metric_families
 from servers import (
+    FRAMEWORK,
     GRPC_SPLIT_FROM,
     LOGGED,
     MLSERVER_BATCH_SIZE,
@@ -222,6 +223,11 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     servers, targets = select(args)
+    if any(t.protocol == "http" for t in targets) and shutil.which("wrk") is None:
+        # Before minutes of venv set-up, not after.
+        print("bench: wrk is not installed (Debian: apt-get install wrk; `make bench` "
+              "installs it when it can)", file=sys.stderr)
+        return 2
     if (os.cpu_count() or 1) < 2 and not args.no_pin:
         print("fewer than 2 CPUs: not pinning servers and wrk to separate cores", flush=True)
         args.no_pin = True
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             results["servers"][server.name] = {"summary": server.summary,
                                                "cold_start_s": round(cold, 2), "notes": notes,
                                                "argv": proc.argv}
-            if server.name == "ours":
+            if server.name in ("ours", FRAMEWORK):
                 # Ours loads every committed version; "ready" means all of them settled.
                 ready = procs.wait_ready(proc, f"http://127.0.0.1:{ctx.port}/v2/health/ready",
                                    args.start_timeout)

@@ -105,6 +105,15 @@ def _ours_wine(config: dict[str, Any] | None, note: str) -> Callable[[LaunchCont
     return launch
 
 
+def _ours_framework(ctx: LaunchContext) -> Launch:
+    """Ours on the committed repository with lean runtimes off: every version on its
+    framework's own call (TensorFlow's compiled call, scikit-learn's predict), as the
+    service ran the CNN and the k-NN before they had lean forms."""
+    return Launch(_ours_argv(ctx, ctx.repo / "models"), ctx.repo,
+                  {"MODELSERVE_LEAN_RUNTIMES": "false"},
+                  notes=" ".join(["lean runtimes off", *ctx.extra_args]))
+
+
 def payload_log_dir(ctx: LaunchContext) -> Path:
     """Where the ours-logged server writes its payload log."""
     return ctx.scratch / "payloads"
@@ -195,6 +204,7 @@ def _mlserver_batch(ctx: LaunchContext) -> Launch:
 
 
 LOGGED = "ours-logged"
+FRAMEWORK = "ours-framework"
 WINE_ONLY = "ours-wine"
 
 SERVERS: list[Server] = [
@@ -214,6 +224,8 @@ SERVERS: list[Server] = [
            _ours_wine({"drift": {}}, "drift on"), group="ours"),
     Server("ours-shadow", None, "modelserve, only wine, 25% of v2's requests shadowed to v1",
            _ours_wine({"shadow": {"version": 1, "percent": 25}}, "shadow on"), group="ours"),
+    Server(FRAMEWORK, None, "modelserve, lean runtimes off (every version on its framework)",
+           _ours_framework, group="ours"),
     Server("tutorial", "tutorial", "FastAPI + Keras model.predict per request", _tutorial),
     Server("mlserver", "mlserver", "Seldon MLServer, sklearn runtime, no batching", _mlserver),
     Server("mlserver-batch", "mlserver", "Seldon MLServer, sklearn runtime, adaptive batching",
@@ -266,6 +278,14 @@ TARGETS: list[Target] = [
     # same digit as a phone photo (a PNG to decode and preprocess) beside its tensor.
     Target("digits-v2-binary", "ours", "digits CNN (latest), 1 image, V2 binary (Triton)",
            "/v2/models/digits/infer", "digits_v2_binary", (1, 8), "digits"),
+    Target("digits-v2-binary-tf", FRAMEWORK,
+           "digits CNN (latest), 1 image, V2 binary, on TensorFlow (lean off)",
+           "/v2/models/digits/infer", "digits_v2_binary", (1, 8), "digits"),
+    Target("digits64-cnn-binary", "ours", "digits CNN (latest), 64 images, V2 binary",
+           "/v2/models/digits/versions/2/infer", "digits64_v2_binary", (8,), "digits"),
+    Target("digits64-cnn-binary-tf", FRAMEWORK,
+           "digits CNN (latest), 64 images, V2 binary, on TensorFlow (lean off)",
+           "/v2/models/digits/versions/2/infer", "digits64_v2_binary", (8,), "digits"),
     Target("digits-photo", "ours", "digits CNN (latest), 1 phone photo PNG, :predict_image",
            "/v1/models/digits:predict_image", "digits_photo", (1, 8), "digits"),
     Target("digits-v2-json", "ours", "digits CNN (latest), 1 image, V2 JSON",
@@ -309,6 +329,10 @@ PAYLOAD_LOG_PAIR = ("ours-wine-v2", "ours-sklearn-v2-logged")
 DRIFT_PAIR = ("ours-wine-v2", "ours-wine-v2-drift")
 # (evidence off, 25% shadowed): the shadow's cost on the served requests' p99.
 SHADOW_PAIR = ("ours-wine-v2", "ours-wine-v2-shadow")
+
+# (lean, on TensorFlow): the CNN's lean form against TensorFlow's own call, same request.
+CNN_PAIRS = [("digits-v2-binary", "digits-v2-binary-tf"),
+             ("digits64-cnn-binary", "digits64-cnn-binary-tf")]
 
 # gRPC target -> the HTTP target doing the same job with the same tensor (gRPC / HTTP).
 GRPC_TWINS: dict[str, str] = {

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from scipy import ndimage
 
-from service import ink
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.manifest import InputSpec
 
@@ -89,6 +87,10 @@ def prepare(img: Image.Image, spec: InputSpec) -> Prepared:
     pre = image.preprocessing
     notes: list[str] = []
     if pre.mode == "ink":
+        # Imported at the first photo: scipy.ndimage costs a third of a second and ~25 MB
+        # that a server without image uploads never needs.
+        from service import ink
+
         found = ink.find(img)
         if found.marks:
             notes.append(f"{found.marks} other mark(s) of similar size were found; the "
@@ -117,6 +119,8 @@ def to_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
 def _normal_strokes(levels: np.ndarray, width: float, stroke: list[float]) -> np.ndarray:
     """Strokes outside the training images' range of widths (relative to the digit's
     size: a fine-liner, a thin drawing-pad brush, a marker) brought to their median."""
+    from scipy import ndimage
+
     low, median, high = stroke
     size = max(levels.shape)
     ratio = width / size

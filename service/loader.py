@@ -21,8 +21,9 @@ from service.manifest import (
 )
 from service.manifest_v1 import upgrade
 from service.model import LoadedModel
-from service.runtimes import load_runtime
-from service.runtimes.lean import Engine, compile_lean
+from service.runtimes import Runtime, load_runtime
+from service.runtimes.lean import Engine, compile_lean, load_lean
+from service.runtimes.lean.program import LEAN_FILE, LeanFormError
 
 log = logging.getLogger("modelserve.loader")
 
@@ -78,6 +79,28 @@ def read_reference(folder: Path) -> Reference | None:
         return None
 
 
+def lean_path(folder: Path, manifest: Manifest) -> Path | None:
+    """The version's lean form: the one its manifest lists, or ``lean.npz`` written
+    beside a version published before manifests listed one."""
+    if manifest.lean is not None:
+        return folder / manifest.lean
+    path = folder / LEAN_FILE
+    return path if path.is_file() else None
+
+
+def _lean_form(folder: Path, manifest: Manifest) -> tuple[Runtime | None, Engine | None]:
+    """(runtime, engine) from the lean form without the framework, or (None, None) when
+    there is none, or (None, engine) saying why it is not used."""
+    path = lean_path(folder, manifest)
+    if path is None:
+        return None, None
+    try:
+        return load_lean(path, manifest)
+    except LeanFormError as exc:
+        log.warning("%s v%d: lean form not used: %s", manifest.name, manifest.version, exc)
+        return None, Engine(manifest.framework.value, f"{LEAN_FILE} not used: {exc}")
+
+
 def load_version(folder: Path, *, expected_name: str | None = None,
                  expected_version: int | None = None, check_samples: bool = True,
                  lean: bool = True) -> LoadedModel:
@@ -98,13 +121,22 @@ def load_version(folder: Path, *, expected_name: str | None = None,
         raise ModelLoadError(folder, f"folder belongs to model {name!r} but the manifest says "
                                      f"{manifest.name!r}")
     verify_artifacts(folder, manifest.artifacts)
-    runtime = load_runtime(folder, manifest)
-    if lean:
-        # Checked against the framework's own call before it is used; the manifest's
-        # samples below are then checked against what will actually serve.
-        runtime, engine = compile_lean(runtime, manifest)
-    else:
-        engine = Engine(manifest.framework.value, "framework call (lean runtimes off)")
+    runtime, engine = _lean_form(folder, manifest) if lean else (None, None)
+    if runtime is None:
+        # The framework, imported now: for a version without a usable lean form, or with
+        # lean runtimes off.
+        why = engine.detail if engine is not None else None
+        runtime = load_runtime(folder, manifest)
+        if lean:
+            # Checked against the framework's own call before it is used; the manifest's
+            # samples below are then checked against what will actually serve.
+            runtime, engine = compile_lean(runtime, manifest)
+        else:
+            engine = Engine(manifest.framework.value, "framework call (lean runtimes off)")
+        if why:
+            engine.detail = f"{engine.detail}; {why}"
+        log.info("%s v%d: %s imported to serve it (%s)", manifest.name, manifest.version,
+                 manifest.framework.value, engine.detail)
     model = LoadedModel(manifest=manifest, runtime=runtime, folder=folder, engine=engine,
                         reference=manifest.reference or read_reference(folder))
     if check_samples:

@@ -350,6 +350,10 @@ class Manifest(_Strict):
     provenance: Provenance
     created_at: datetime
     reference: Reference | None = None
+    lean: str | None = Field(
+        None, description="The lean form (service/runtimes/lean/program.py): one of "
+                          "`artifacts`, the forward pass as numpy operations that the "
+                          "service runs without the framework.")
 
     @field_validator("name")
     @classmethod
@@ -391,6 +395,12 @@ class Manifest(_Strict):
             raise ValueError(f"{sorted(clash)[0]!r} names both an input and a feature")
         if self.framework is Framework.SKLEARN and len(self.inputs) != 1:
             raise ValueError("a scikit-learn model has exactly one input")
+        return self
+
+    @model_validator(mode="after")
+    def _lean_listed(self) -> Manifest:
+        if self.lean is not None and self.lean not in [a.path for a in self.artifacts[1:]]:
+            raise ValueError("lean must name one of the artifacts after the first")
         return self
 
     @property

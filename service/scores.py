@@ -1,13 +1,24 @@
 """The metrics that score a version: one definition for the model card (publishing) and
 for the live scores from ground-truth feedback (service/evidence/), so the two can be
-compared number for number."""
+compared number for number.
+
+scikit-learn's metrics are imported at the first score, not with the module: a server
+that serves lean runtimes imports scikit-learn only once ground truth arrives.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from sklearn import metrics as skm
 
 from service.manifest import Task
+
+
+def _skm() -> Any:
+    from sklearn import metrics
+
+    return metrics
 
 # The metric a version is judged by (and whether higher is better): publishing compares it
 # with the baselines, the comparison of two live versions with each other.
@@ -19,6 +30,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray | None,
                            n_classes: int | None = None) -> dict[str, float]:
     """Accuracy, balanced accuracy and macro F1 of the predicted class; log loss and ROC
     AUC when there are probabilities. ``y_true`` and ``pred`` are class indices."""
+    skm = _skm()
     if pred is None:
         assert proba is not None
         pred = proba.argmax(axis=1)
@@ -48,6 +60,7 @@ def _renormalised(proba: np.ndarray) -> np.ndarray:
 
 
 def regression_metrics(y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    skm = _skm()
     mse = skm.mean_squared_error(y_true, pred)
     return {"mse": float(mse), "rmse": float(np.sqrt(mse)),
             "mae": float(skm.mean_absolute_error(y_true, pred)),

@@ -34,6 +34,7 @@ from service.manifest import Task
 from tests import user_models
 from tests.conftest import ROOT, running
 from tests.test_fuzz import check
+from tests.test_lean_runtimes import mapped_frameworks
 from training.publishing import PublishError, evaluate
 
 CHUNK = 250  # rows per request, under the test server's 300-row limit
@@ -553,12 +554,42 @@ def test_a_published_version_with_a_wrong_checksum_is_refused(published, tmp_pat
         load_version(folder)
 
 
-def test_the_lean_path_serves_the_dataframe_model(http):
-    # Histogram boosting fitted on a DataFrame of floats: the verified tree walk serves it.
-    facts = http.get("/v1/models/diabetes/metadata").json()["modelserve"]["serving"]
-    assert facts["engine"] == "numba-trees", facts
-    churn = http.get("/v1/models/churn/metadata").json()["modelserve"]["serving"]
-    assert churn["engine"] == "sklearn"  # a ColumnTransformer pipeline: its own call
+# What publishing wrote and how the server runs each model: a lean form where the lean
+# operations cover the model, else the framework, imported for that version, with why.
+LEAN_FORMS = {"diabetes": "compiled-trees", "digits8": "numpy-conv"}
+FRAMEWORK_CALLS = {"churn": ("sklearn", "not plain numbers"),
+                   "triage": ("keras", "several inputs"),
+                   "tags": ("keras", "not plain numbers"),  # int32 ids into an Embedding
+                   "cultivar": ("sklearn", "estimator LinearSVC")}
+
+
+@pytest.mark.parametrize("name", sorted(LEAN_FORMS))
+def test_publishing_writes_a_lean_form_that_serves(published, http, name):
+    repo, _ = published
+    manifest = _manifest(repo, name)
+    assert manifest.lean == "lean.npz"
+    assert [a.path for a in manifest.artifacts][1:] == ["lean.npz"]  # checksummed too
+    facts = http.get(f"/v1/models/{name}/metadata").json()["modelserve"]["serving"]
+    assert facts["engine"] == LEAN_FORMS[name], facts
+    assert "lean.npz: verified" in facts["engine_detail"]
+
+
+@pytest.mark.parametrize("name", sorted(FRAMEWORK_CALLS))
+def test_models_without_a_lean_form_are_served_by_their_framework(published, http, name):
+    repo, _ = published
+    assert _manifest(repo, name).lean is None
+    assert not (repo / name / "1" / "lean.npz").exists()
+    facts = http.get(f"/v1/models/{name}/metadata").json()["modelserve"]["serving"]
+    framework, reason = FRAMEWORK_CALLS[name]
+    assert facts["engine"] == framework, facts
+    assert reason in facts["engine_detail"], facts
+
+
+def test_the_frameworks_are_imported_for_the_versions_that_need_them(user_server, http):
+    # The other side of tests/test_lean_runtimes.py's check on the committed repository:
+    # the same check does see the frameworks when a version needs them.
+    assert http.get("/v1/models/tags/metadata").status_code == 200
+    assert {"tensorflow", "sklearn"} <= mapped_frameworks(user_server.proc.pid)
 
 
 # --- fuzzing the new input types ---------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from service.errors import ModelLoadError
 from service.manifest import Framework, InputSpec, Manifest, RawOutput
 from service.runtimes.base import Runtime
 
@@ -37,16 +38,27 @@ def framework_runtime(artifact: object, framework: Framework, inputs: list[Input
     return SklearnRuntime(artifact, inputs[0], raw_output)
 
 
+# What to install for a framework the base install does not carry.
+EXTRAS = {Framework.KERAS: "keras", Framework.SKLEARN: "dataframe"}
+
+
 def _load(folder: Path, manifest: Manifest) -> Runtime:
-    # Imported lazily so a scikit-learn-only process never pays TensorFlow's import.
-    if manifest.framework is Framework.KERAS:
-        from service.runtimes.keras_runtime import KerasRuntime
+    # Imported lazily: a process whose versions all run lean never imports a framework.
+    path = folder / manifest.primary_artifact.path
+    try:
+        if manifest.framework is Framework.KERAS:
+            from service.runtimes.keras_runtime import KerasRuntime
 
-        return KerasRuntime.load(folder / manifest.primary_artifact.path, manifest)
-    if manifest.framework is Framework.SKLEARN:
-        from service.runtimes.sklearn_runtime import SklearnRuntime
+            return KerasRuntime.load(path, manifest)
+        if manifest.framework is Framework.SKLEARN:
+            from service.runtimes.sklearn_runtime import SklearnRuntime
 
-        return SklearnRuntime.load(folder / manifest.primary_artifact.path, manifest)
+            return SklearnRuntime.load(path, manifest)
+    except ImportError as exc:
+        raise ModelLoadError(path, f"serving it needs {manifest.framework.value} "
+                                   f"{manifest.framework_version}, which is not installed "
+                                   f"({exc}); install modelserve[{EXTRAS[manifest.framework]}]"
+                             ) from exc
     raise ValueError(f"no runtime for framework {manifest.framework!r}")  # pragma: no cover
 
 

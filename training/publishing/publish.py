@@ -4,7 +4,7 @@ documented version folder that the service loads.
 The version is staged in a hidden ``.staging-*`` folder (the service ignores dot
 folders): the artifact is saved, the manifest derived (inputs from the training data,
 samples with the framework's own answers), the staged folder loaded through the
-service's own loader (checksums, lean rebuild verified, samples re-checked), the
+service's own loader (checksums, lean form verified, samples re-checked), the
 held-out set scored through that loaded version exactly as the service answers
 requests, the model card written, and only then is the folder renamed into place. An
 existing version is never overwritten.
@@ -50,9 +50,10 @@ from service.manifest import (
 )
 from service.model import name_outputs
 from service.runtimes import Runtime, framework_runtime
+from service.runtimes.lean.program import LEAN_FILE
 from service.signature import Signature
 from service.tensors import from_columns, from_rows
-from training.publishing import evaluate
+from training.publishing import evaluate, lean
 from training.publishing import reference as drift
 from training.publishing.card import CardFacts, write_model_card
 from training.publishing.frameworks import (
@@ -186,8 +187,14 @@ def publish(
                                                                  strict=True)],
             provenance=_provenance(trainer, command, training_seconds),
             created_at=datetime.now(UTC).replace(microsecond=0))
+        # The forward pass as numpy operations, with the framework's outputs to check it by:
+        # the service then serves the version without importing the framework.
+        if lean.write(staging, reference, manifest) is not None:
+            manifest = manifest.model_copy(update={
+                "artifacts": [*manifest.artifacts, describe_file(staging, LEAN_FILE)],
+                "lean": LEAN_FILE})
         _write(staging, manifest)
-        # The service's own loader: checksums, lean rebuild verified, samples re-checked.
+        # The service's own loader: checksums, lean form verified, samples re-checked.
         loaded = load_version(staging, expected_name=name, expected_version=version)
 
         card = CardFacts(curves={k: [float(v) for v in vs] for k, vs in (curves or {}).items()},
