@@ -15,8 +15,19 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # --- build: a virtualenv with the package and its runtime dependencies only ---------------
 FROM ${PYTHON_IMAGE} AS build
 
+# Serving extras to add (README "Which install serves which models"): empty serves every
+# lean form and scikit-learn; "keras" adds TensorFlow for Keras models without one.
+ARG EXTRAS=""
+
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A C compiler for the compiled tree walk and convolution loops (service/runtimes/lean/);
+# build stage only. Without it the install still succeeds and numpy loops serve, slower.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 # pip is upgraded unpinned, as the Makefile does; the dependencies that matter are pinned
@@ -26,7 +37,9 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --quiet --upgrade pip
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN /opt/venv/bin/python -m pip install --quiet .
+# The packages' own test suites (numpy's and scipy's alone are ~80 MB) are never run here.
+RUN /opt/venv/bin/python -m pip install --quiet ".${EXTRAS:+[$EXTRAS]}" \
+    && find /opt/venv -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
 
 # --- runtime -----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -45,16 +58,15 @@ COPY --from=build /opt/venv /opt/venv
 # polls it for new versions).
 COPY models /opt/modelserve/models
 
-# MODELSERVE_INFERENCE_THREADS pins TensorFlow / OpenMP / BLAS threads (the service sets
-# OMP_NUM_THREADS etc. from it before they load). /tmp is the only place written to: the
-# numba cache of the compiled tree walk, the metrics files of several workers, and the
-# payload log and evidence store of models that turn them on (mount a volume there, or
+# MODELSERVE_INFERENCE_THREADS pins OpenMP / BLAS (and TensorFlow's) threads (the service
+# sets OMP_NUM_THREADS etc. from it before they load). /tmp is the only place written to:
+# the metrics files of several workers, upload spooling, and the payload log and evidence
+# store of models that turn them on (mount a volume there, or
 # point MODELSERVE_PAYLOAD_LOG_DIR / MODELSERVE_EVIDENCE_DB at one, to keep them across
 # restarts); the root filesystem may be read-only (Kubernetes: an emptyDir at /tmp).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    NUMBA_CACHE_DIR=/tmp/numba-cache \
     MODELSERVE_REPOSITORY=/opt/modelserve/models \
     MODELSERVE_HOST=0.0.0.0 \
     MODELSERVE_PORT=8000 \

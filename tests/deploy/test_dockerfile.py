@@ -66,15 +66,49 @@ def test_image_installs_with_the_makefiles_commands():
     make_project = shlex.split(make_pips[1])
     assert "-e" in make_project
     make_spec = next(t for t in make_project if t.startswith(".["))
-    extras = set(make_spec[2:-1].split(","))
+    extras = _expand(set(make_spec[2:-1].split(",")))
     with open(ROOT / "pyproject.toml", "rb") as f:
         optional = set(tomllib.load(f)["project"]["optional-dependencies"])
-    assert extras == optional, f"the Makefile installs extras {extras}, pyproject has {optional}"
+    # Every extra (frameworks only names the serving ones, which train installs too).
+    assert extras | {"frameworks"} == optional, (
+        f"the Makefile installs extras {extras}, pyproject has {optional}")
     expected = [t for t in make_project if t != "-e"]
     expected[expected.index(make_spec)] = "."
-    assert shlex.split(docker_pips[1]) == expected, (
+    # The image adds only the serving extras its EXTRAS build argument names (none by
+    # default): ".${EXTRAS:+[$EXTRAS]}" is "." then.
+    assert dockerfile_arg("EXTRAS") == "", "the image installs no extra by default"
+    got = [t.replace("${EXTRAS:+[$EXTRAS]}", "") for t in shlex.split(docker_pips[1])]
+    assert got == expected, (
         f"the image must install the project with the Makefile's command minus -e and the "
         f"extras: {shlex.join(expected)!r}, got {docker_pips[1]!r}")
+
+
+def _expand(extras: set[str]) -> set[str]:
+    """Extras with the ones they name of the project itself (train names keras, ...)."""
+    from packaging.requirements import Requirement
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for spec in project["optional-dependencies"][extra]:
+            req = Requirement(spec)
+            if _norm(req.name) == _norm(project["name"]):
+                todo += sorted(req.extras)
+    return seen
+
+
+def dockerfile_arg(name: str) -> str | None:
+    """The default of build argument ``name`` (the first ARG naming it)."""
+    for word, args in dockerfile():
+        if word == "ARG" and args.split("=", 1)[0].strip() == name:
+            value = args.split("=", 1)[1].strip() if "=" in args else ""
+            return shlex.split(value)[0] if value else ""
+    return None
 
 
 def test_image_starts_with_the_makefiles_serve_command():
@@ -119,8 +153,11 @@ def test_image_is_slim_multistage_non_root_and_exec_form():
     # The models are baked in where MODELSERVE_REPOSITORY points.
     copies = [shlex.split(a) for w, a in final if w == "COPY" and not a.startswith("--")]
     assert ["models", env["MODELSERVE_REPOSITORY"]] in copies, copies
-    # The only writable path at run time is /tmp (read-only root filesystem).
-    assert env["NUMBA_CACHE_DIR"].startswith("/tmp/")
+    # The only writable path at run time is /tmp (read-only root filesystem): every path
+    # the image configures to be written is under it.
+    written = {k: v for k, v in env.items() if k in ("MODELSERVE_PAYLOAD_LOG_DIR",
+                                                     "MODELSERVE_EVIDENCE_DB")}
+    assert written and all(v.startswith("/tmp/") for v in written.values()), written
     # Exec form (JSON arrays): the server is PID 1 and gets SIGTERM itself.
     assert docker_exec("ENTRYPOINT")[0].startswith("/opt/venv/bin/")
     docker_exec("CMD")
@@ -129,7 +166,8 @@ def test_image_is_slim_multistage_non_root_and_exec_form():
     assert healthcheck[0].startswith("/opt/venv/bin/python")
     # No development or training packages, no editable install.
     for cmd in docker_run_commands(0):
-        assert "[" not in cmd and " -e " not in cmd, cmd
+        plain = cmd.replace("${EXTRAS:+[$EXTRAS]}", "")  # no extra unless one is asked for
+        assert "[" not in plain and " -e " not in plain, cmd
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -191,33 +229,56 @@ def test_dockerignore_keeps_what_the_image_copies_and_drops_the_rest():
         assert _ignored(rel, patterns), f"{rel} would be sent to the build context"
 
 
-def _top_level_imports(folder: Path) -> set[str]:
-    names = set()
+def _imports(folder: Path) -> dict[str, bool]:
+    """Every top-level module ``folder`` imports -> whether some import of it runs when
+    its module is imported (False: only inside functions, i.e. on first use)."""
+    found: dict[str, bool] = {}
     for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        deferred = {id(n) for f in ast.walk(tree)
+                    if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    for n in ast.walk(f)}
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                names |= {a.name.split(".")[0] for a in node.names}
+                names = {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"service", "training", "__future__"}
+                names = {node.module.split(".")[0]}
+            else:
+                continue
+            for name in names:
+                found[name] = found.get(name, False) or id(node) not in deferred
+    ignored = set(sys.stdlib_module_names) | {"service", "training", "__future__"}
+    return {k: v for k, v in found.items() if k not in ignored}
 
 
-def _runtime_closure() -> set[str]:
-    """Distributions installed by `pip install .` (no extras): the project's base
-    requirements and theirs, as installed here."""
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _closure(extras: tuple[str, ...] = ()) -> set[str]:
+    """Distributions installed by `pip install .` (with ``extras``, following the
+    project's references to its own extras): the requirements and theirs, as installed
+    here."""
     from packaging.requirements import Requirement
 
-    def norm(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
-
     with open(ROOT / "pyproject.toml", "rb") as f:
-        todo = list(tomllib.load(f)["project"]["dependencies"])
+        project = tomllib.load(f)["project"]
+    todo = list(project["dependencies"])
+    wanted = list(extras)
+    while wanted:
+        extra = wanted.pop()
+        for spec in project["optional-dependencies"][extra]:
+            req = Requirement(spec)
+            if _norm(req.name) == _norm(project["name"]):
+                wanted += sorted(req.extras)
+            else:
+                todo.append(spec)
     seen: set[str] = set()
     while todo:
         req = Requirement(todo.pop())
         if req.marker and not req.marker.evaluate({"extra": ""}):
             continue
-        name = norm(req.name)
+        name = _norm(req.name)
         if name in seen:
             continue
         seen.add(name)
@@ -226,16 +287,30 @@ def _runtime_closure() -> set[str]:
     return seen
 
 
+# The serving extras: a framework imported only for a version that needs it.
+SERVING_EXTRAS = ("keras", "dataframe")
+
+
 def test_runtime_dependencies_cover_every_import_of_the_service():
-    """The image installs no extras: everything service/ imports must come from the
-    project's base dependencies (or theirs)."""
-    closure = _runtime_closure()
+    """The image installs no extras by default: what service/ imports when its modules
+    load must come from the project's base dependencies (or theirs); what it imports on
+    first use only may come from a serving extra instead (a framework for the versions
+    that need it)."""
+    base, extras = _closure(), _closure(SERVING_EXTRAS)
     providers = metadata.packages_distributions()
     missing = {}
-    for module in sorted(_top_level_imports(ROOT / "service")):
-        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [])}
-        if not dists & closure:
+    for module, eager in sorted(_imports(ROOT / "service").items()):
+        dists = {_norm(d) for d in providers.get(module, [])}
+        if not dists & (base if eager else extras):
             missing[module] = sorted(dists) or ["(not installed)"]
     assert not missing, (
         f"service/ imports {missing} (module: distributions), which `pip install .` does "
-        f"not install: add them to [project] dependencies in pyproject.toml")
+        f"not install (nor, for an import on first use, a serving extra "
+        f"{SERVING_EXTRAS}): add them to pyproject.toml")
+
+
+def test_the_frameworks_are_not_base_dependencies():
+    """The base install serves lean forms: TensorFlow, Keras, pandas and numba stay out
+    of it (docs/lean.md)."""
+    base = _closure()
+    assert not base & {"tensorflow", "tensorflow-cpu", "keras", "pandas", "numba"}, base

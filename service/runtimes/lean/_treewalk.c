@@ -1,11 +1,11 @@
 /* The tree walk of service/runtimes/lean/forest.py, compiled at install time.
  *
- * Called through ctypes (the GIL is released for the call); the module init only makes
- * the file importable so that Python's import system finds it. Every node array was
- * checked by PackedTrees.validate(): children come after their parent and stay inside
- * the arrays, features are below the row width.
+ * Built by setuptools as an extension module but not a Python module: plain C, no
+ * Python headers (a C compiler is all an install needs), loaded with ctypes, which
+ * releases the GIL for the call. Every node array was checked by
+ * PackedTrees.validate(): children come after their parent and stay inside the
+ * arrays, features are below the row width.
  */
-#include <Python.h>
 #include <stdint.h>
 
 #define LANES 8 /* trees walked in lockstep: their memory loads overlap */
@@ -39,7 +39,3 @@ void sum_leaves(const double *x, int64_t rows, int64_t cols, const int32_t *link
         }
     }
 }
-
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_treewalk", NULL, -1, NULL};
-
-PyMODINIT_FUNC PyInit__treewalk(void) { return PyModule_Create(&module); }
