@@ -1,5 +1,6 @@
-"""Times the digits v2 CNN rebuilt from service/runtimes/lean/conv.py against the call the
-service makes today (a ``tf.function`` with a fixed input signature), batch 1 and 64.
+"""Times the digits v2 CNN rebuilt from service/runtimes/lean/conv.py, on its compiled loops
+(_convloops.c) and on their numpy fallbacks, against TensorFlow's call (a ``tf.function``
+with a fixed input signature), batch 1 and 64.
 
     .venv/bin/python bench/conv_kernels.py            # both thread settings
     .venv/bin/python bench/conv_kernels.py --rounds 9
@@ -7,7 +8,7 @@ service makes today (a ``tf.function`` with a fixed input signature), batch 1 an
 Thread pools are fixed when numpy and TensorFlow load, so each setting runs in its own
 child process: "1 thread" pins OMP/BLAS/TF threads as the service does with
 MODELSERVE_INFERENCE_THREADS=1, "default" leaves them to the libraries. Within a child the
-two passes run alternately, round after round, so a busy neighbour slows both alike; the
+passes run alternately, round after round, so a busy neighbour slows both alike; the
 figure per pass is the median of all its calls. The rebuilt network is the one
 tests/test_lean_conv.py checks against the committed model.
 """
@@ -35,6 +36,7 @@ def child(rounds: int) -> dict[str, dict[str, float]]:
     import numpy as np
     import tensorflow as tf
 
+    from service.runtimes.lean import convloops
     from tests.test_lean_conv import DIGITS, digits_forward, digits_inputs, keras
 
     model = keras.saving.load_model(DIGITS / "model.keras", compile=False, safe_mode=True)
@@ -42,8 +44,19 @@ def child(rounds: int) -> dict[str, dict[str, float]]:
     compiled = tf.function(lambda x: model(x, training=False), input_signature=[spec],
                            reduce_retracing=True)
     lean = digits_forward(model)
+    built = convloops.COMPILED
+
+    def numpy_loops(x: np.ndarray) -> object:
+        convloops.COMPILED = False
+        try:
+            return lean(x)
+        finally:
+            convloops.COMPILED = built
+
     passes: dict[str, Callable[[np.ndarray], object]] = {
-        "tf.function": lambda x: np.asarray(compiled(x)), "numpy": lean}
+        "tf.function": lambda x: np.asarray(compiled(x)), "numpy loops": numpy_loops}
+    if built:
+        passes["C loops"] = lean
     results: dict[str, dict[str, float]] = {}
     for n in BATCHES:
         x = digits_inputs(n)
@@ -79,12 +92,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.rounds)))
         return
-    print(f"{'threads':<9}{'batch':>6}{'tf.function ms':>16}{'numpy ms':>10}"
-          f"{'tf / numpy':>12}")
+    print(f"{'threads':<9}{'batch':>6}{'tf.function ms':>16}{'C loops ms':>12}"
+          f"{'numpy loops ms':>16}{'tf / C':>9}")
     for label, pinned in (("1", True), ("default", False)):
         for n, r in run_setting(pinned, args.rounds).items():
-            tf_ms, np_ms = r["tf.function"], r["numpy"]
-            print(f"{label:<9}{n:>6}{tf_ms:>16.3f}{np_ms:>10.3f}{tf_ms / np_ms:>11.2f}x")
+            tf_ms, np_ms = r["tf.function"], r["numpy loops"]
+            c_ms = r.get("C loops", float("nan"))  # nan: _convloops was not built
+            print(f"{label:<9}{n:>6}{tf_ms:>16.3f}{c_ms:>12.3f}{np_ms:>16.3f}"
+                  f"{tf_ms / c_ms:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 """The numpy convolution and pooling kernels agree with the Keras layers themselves, and
-the digits v2 CNN assembled from them agrees with the committed model's own call."""
+the digits v2 CNN assembled from them agrees with the committed model's own call: every
+test runs twice, on the compiled loops (_convloops.c) and on their numpy fallbacks."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from service.runtimes.lean import conv
+from service.runtimes.lean import conv, convloops
 from service.runtimes.lean.program import Unsupported
 from tests.conftest import MODELS
 
@@ -18,6 +22,16 @@ keras = pytest.importorskip("keras")
 
 TOLERANCE = 1e-5
 DIGITS = MODELS / "digits" / "2"
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which loops conv.py runs on: the compiled ones, or the numpy fallbacks that serve
+    where the extension was not built."""
+    if request.param == "compiled" and not convloops.COMPILED:
+        pytest.skip("_convloops was not built (no C compiler at install time)")
+    monkeypatch.setattr(convloops, "COMPILED", request.param == "compiled")
+    return request.param
 
 
 def assert_close(got: np.ndarray, want: np.ndarray) -> None:
@@ -240,3 +254,47 @@ def test_the_digits_cnn_from_these_kernels_matches_the_committed_model() -> None
     np.testing.assert_array_equal(got.argmax(axis=1), want.argmax(axis=1))
     # One image at a time is the other shape the service calls it with.
     assert_close(digits_forward(model)(x[:1]), want[:1])
+
+
+def test_the_loops_refuse_an_output_they_would_write_out_of_bounds() -> None:
+    x = images((1, 4, 4, 2))
+    with pytest.raises(ValueError, match="C-contiguous float32 array of shape"):
+        convloops.pool(x, 2, 2, 2, 2, 0, 0, False, np.empty((1, 2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        convloops.pool(x, 2, 2, 2, 2, 0, 0, False, np.empty((1, 2, 2, 2), np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        convloops.winograd_in(x, 1, 1, 2, 2, np.empty((16, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        convloops.winograd_out(np.empty((16, 4, 3), np.float32), np.zeros(3, np.float32),
+                               False, False, 2, 2, np.empty((1, 4, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        convloops.max_bias_relu(np.empty((4, 6, 3), np.float32), np.zeros(2, np.float32),
+                                True, np.empty((6, 3), np.float32))
+
+
+def test_the_loops_take_inputs_in_any_layout_and_dtype() -> None:
+    # Strided, float64, Fortran-ordered inputs are copied into what the C loops read.
+    wide = images((2, 9, 14, 3)).astype(np.float64)
+    want = conv.average_pool2d(np.ascontiguousarray(wide[:, :, ::2]), 3, 2, "same")
+    got = np.empty_like(want)
+    convloops.pool(wide[:, :, ::2], 3, 3, 2, 2, 1, 1, True, got)
+    assert_close(got, want)
+    # A read-only input (a request's buffer) cannot lend its buffer to ctypes directly.
+    frozen = images((2, 9, 7, 16))
+    frozen.flags.writeable = False
+    prepared = conv.Conv2D(images((3, 3, 16, 4), seed=1), images((4,), seed=2))
+    np.testing.assert_array_equal(prepared(frozen), prepared(frozen.copy()))
+    np.testing.assert_array_equal(conv.max_pool2d(frozen), conv.max_pool2d(frozen.copy()))
+    blocks = np.asfortranarray(images((4, 6, 5)).astype(np.float64))
+    out = np.empty((6, 5), np.float32)
+    convloops.max_bias_relu(blocks, np.arange(10.0)[::2], True, out)
+    np.testing.assert_allclose(out, np.maximum(blocks.max(axis=0) + np.arange(10.0)[::2], 0),
+                               rtol=1e-6)
+
+
+def test_importing_the_kernels_does_not_load_numba() -> None:
+    # numba and LLVM took ~200 MB of the image and ~110 MB of every worker.
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys, service.runtimes.lean.conv, service.runtimes.lean.ops; "
+            "assert 'numba' not in sys.modules and 'llvmlite' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)

@@ -1,38 +1,41 @@
 """Convolution and pooling kernels with Keras's semantics (channels_last, float32).
 
+They run on numpy, BLAS (through numpy's matmul) and the C loops of ``_convloops.c``
+(``convloops.py``: compiled at install time, called through ctypes; numpy loops where no
+C compiler was there). No numba, no LLVM.
+
 ``Conv2D`` prepares a kernel once (at load time) and picks how to run it; ``conv2d`` is
 the one-call form. Measured on the digits CNN's shapes (2-core Xeon, one BLAS thread):
 
 - 3x3, stride 1, >= 16 input channels: Winograd F(2x2, 3x3). Each 4x4 input tile is
-  transformed (compiled loop), 16 BLAS products of (tiles, C) @ (C, F) replace one of
-  (pixels, 9C) @ (9C, F), and a compiled loop transforms back, adding the bias and ReLU.
+  transformed (C loop), 16 BLAS products of (tiles, C) @ (C, F) replace one of
+  (pixels, 9C) @ (9C, F), and a C loop transforms back, adding the bias and ReLU.
   2.25x fewer multiplications: 1.3-1.7x faster than im2col at batch 64, 1.8x at batch
   1, and its float32 error is no larger.
 - otherwise im2col plus one BLAS product: every kh x kw window copied into a matrix
   row. With few channels (the first layer, C=1) the matrix is built transposed, so the
   copy runs along image rows rather than 9-float windows: 2x faster there. The bias,
-  ReLU and a fused pool then take one compiled pass (1.4-1.8x faster than numpy's).
-  A plain numba convolution loop was 1.5-3x slower than either: BLAS sets the pace.
+  ReLU and a fused pool then take one C pass (1.4-1.8x faster than numpy's).
+  A plain compiled convolution loop was 1.5-3x slower than either: BLAS sets the pace.
 
 A following MaxPooling2D can be fused into the ``Conv2D`` call (``pool=``): the pooled
 output is all that is written, which saves a pass over the largest array of the net.
-Stand-alone pools are one compiled pass (numpy's strided views took 2.5x as long).
+Stand-alone pools are one C pass (numpy's strided views took 2.5x as long).
 "same" padding follows TensorFlow: total pad = max((ceil(H/s) - 1) * s + k - H, 0),
 the odd one at the bottom/right; padded cells do not count in a pool.
 
-The compiled loops are ``nogil`` (the inference thread leaves the event loop alone) and
-cached on disk when they can be: a process's first call compiles them in ~2.5 s, 0.3 s
-from the cache. Instances are read-only after construction: safe from any thread.
+The C loops and BLAS run without the GIL (the inference thread leaves the event loop
+alone). Instances are read-only after construction: safe from any thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 from numpy.lib.stride_tricks import as_strided
 
+from service.runtimes.lean import convloops
 from service.runtimes.lean.program import Unsupported
 
 Pair = int | Sequence[int]
@@ -42,15 +45,8 @@ TRANSPOSED_MAX_CHANNELS = 4  # above this the row-wise copy loses its long runs
 CHUNK_IMAGES = 64  # images per pass: bounds the temporaries, no slower than one pass
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2015): kernel g -> G g G^T; the input and output
-# transforms (B^T and A^T) are written out in the loops below.
+# transforms (B^T and A^T) are written out in convloops.py.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-
-
-def _jit(fn: Callable[..., None]) -> Callable[..., None]:
-    try:
-        return njit(nogil=True, cache=True)(fn)
-    except RuntimeError:  # no writable cache location: compile on every start instead
-        return njit(nogil=True)(fn)
 
 
 def _pair(value: Pair, name: str) -> tuple[int, int]:
@@ -171,7 +167,7 @@ class Conv2D:
             return products.reshape(len(x), po, qo, self.filters)
         out = np.empty((len(x), po, qo, self.filters), dtype=np.float32)
         blocks = products.reshape(self.pool[0] * self.pool[1], -1, self.filters)
-        _max_bias_relu(blocks, self._bias, self.relu, out.reshape(blocks.shape[1:]))
+        convloops.max_bias_relu(blocks, self._bias, self.relu, out.reshape(blocks.shape[1:]))
         return out
 
     def _im2col(self, x: np.ndarray, po: int, qo: int,
@@ -199,14 +195,14 @@ class Conv2D:
         n = len(x)
         th, tw = -(-ho // 2), -(-wo // 2)
         v = np.empty((16, n * th * tw, self.channels), dtype=np.float32)
-        _winograd_in(x, pads[0], pads[2], th, tw, v)
+        convloops.winograd_in(x, pads[0], pads[2], th, tw, v)
         m = np.matmul(v, self._weights)
         pooled = self.pool == (2, 2)
         if pooled:
             ho, _, _ = _pads(ho, 2, 2, "valid")
             wo, _, _ = _pads(wo, 2, 2, "valid")
         out = np.empty((n, ho, wo, self.filters), dtype=np.float32)
-        _winograd_out(m, self._bias, self.relu, pooled, th, tw, out)
+        convloops.winograd_out(m, self._bias, self.relu, pooled, th, tw, out)
         return out
 
 
@@ -217,128 +213,6 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None,
     return Conv2D(kernel, bias, strides, padding, dilation_rate)(x)
 
 
-@_jit
-def _winograd_in(x: np.ndarray, top: int, left: int, th: int, tw: int,
-                 v: np.ndarray) -> None:  # pragma: no cover (compiled)
-    """v[4i+j, tile, :] = (B^T d B)[i, j] for each 4x4 tile d (zeros outside x)."""
-    n, h, w, c = x.shape
-    d = np.empty((4, 4, c), dtype=np.float32)
-    for b in range(n):
-        for ty in range(th):
-            for tx in range(tw):
-                t = (b * th + ty) * tw + tx
-                for i in range(4):
-                    y = 2 * ty - top + i
-                    for j in range(4):
-                        col = 2 * tx - left + j
-                        if 0 <= y < h and 0 <= col < w:
-                            for k in range(c):
-                                d[i, j, k] = x[b, y, col, k]
-                        else:
-                            for k in range(c):
-                                d[i, j, k] = 0.0
-                for j in range(4):
-                    for k in range(c):
-                        d0, d1, d2, d3 = d[0, j, k], d[1, j, k], d[2, j, k], d[3, j, k]
-                        d[0, j, k] = d0 - d2
-                        d[1, j, k] = d1 + d2
-                        d[2, j, k] = d2 - d1
-                        d[3, j, k] = d1 - d3
-                for i in range(4):
-                    for k in range(c):
-                        e0, e1, e2, e3 = d[i, 0, k], d[i, 1, k], d[i, 2, k], d[i, 3, k]
-                        v[4 * i, t, k] = e0 - e2
-                        v[4 * i + 1, t, k] = e1 + e2
-                        v[4 * i + 2, t, k] = e2 - e1
-                        v[4 * i + 3, t, k] = e1 - e3
-
-
-@_jit
-def _winograd_out(m: np.ndarray, bias: np.ndarray, relu: bool, pooled: bool, th: int,
-                  tw: int, out: np.ndarray) -> None:  # pragma: no cover (compiled)
-    """out's 2x2 tile = A^T M A + bias (then ReLU), cropped to out's height and width;
-    with ``pooled``, out's cell is the max of that tile (a valid 2x2 max pool)."""
-    n, ho, wo, f = out.shape
-    tile = np.empty((4, f), dtype=np.float32)
-    for b in range(n):
-        for ty in range(th):
-            for tx in range(tw):
-                if pooled and (ty >= ho or tx >= wo):
-                    continue  # the odd last row or column, dropped by a valid pool
-                t = (b * th + ty) * tw + tx
-                for k in range(f):
-                    r00 = m[0, t, k] + m[4, t, k] + m[8, t, k]
-                    r01 = m[1, t, k] + m[5, t, k] + m[9, t, k]
-                    r02 = m[2, t, k] + m[6, t, k] + m[10, t, k]
-                    r03 = m[3, t, k] + m[7, t, k] + m[11, t, k]
-                    r10 = m[4, t, k] - m[8, t, k] - m[12, t, k]
-                    r11 = m[5, t, k] - m[9, t, k] - m[13, t, k]
-                    r12 = m[6, t, k] - m[10, t, k] - m[14, t, k]
-                    r13 = m[7, t, k] - m[11, t, k] - m[15, t, k]
-                    tile[0, k] = r00 + r01 + r02 + bias[k]
-                    tile[1, k] = r01 - r02 - r03 + bias[k]
-                    tile[2, k] = r10 + r11 + r12 + bias[k]
-                    tile[3, k] = r11 - r12 - r13 + bias[k]
-                if pooled:
-                    for k in range(f):
-                        top = max(max(tile[0, k], tile[1, k]), max(tile[2, k], tile[3, k]))
-                        out[b, ty, tx, k] = max(top, 0.0) if relu else top
-                    continue
-                for q in range(4):
-                    y, col = 2 * ty + q // 2, 2 * tx + q % 2
-                    if y < ho and col < wo:
-                        for k in range(f):
-                            out[b, y, col, k] = max(tile[q, k], 0.0) if relu else tile[q, k]
-
-
-@_jit
-def _max_bias_relu(blocks: np.ndarray, bias: np.ndarray, relu: bool,
-                   out: np.ndarray) -> None:  # pragma: no cover (compiled)
-    """out = max over blocks (axis 0), + bias, then ReLU."""
-    nb, p, f = blocks.shape
-    for i in range(p):
-        for k in range(f):
-            out[i, k] = blocks[0, i, k]
-        for j in range(1, nb):
-            for k in range(f):
-                v, o = blocks[j, i, k], out[i, k]
-                out[i, k] = v if (v > o) | (v != v) else o
-        for k in range(f):
-            v = out[i, k] + bias[k]
-            out[i, k] = max(v, 0.0) if relu else v
-
-
-@_jit
-def _pool(x: np.ndarray, ph: int, pw: int, sh: int, sw: int, top: int, left: int,
-          average: bool, out: np.ndarray) -> None:  # pragma: no cover (compiled)
-    n, h, w, c = x.shape
-    _, ho, wo, _ = out.shape
-    start = np.float32(0.0) if average else np.float32(-np.inf)
-    for b in range(n):
-        for oy in range(ho):
-            y0 = max(oy * sh - top, 0)
-            y1 = min(oy * sh - top + ph, h)
-            for ox in range(wo):
-                x0 = max(ox * sw - left, 0)
-                x1 = min(ox * sw - left + pw, w)
-                # Plain indexing, not row views: 25% faster. TF's padding leaves every
-                # window at least one real cell, so -inf never survives.
-                for k in range(c):
-                    out[b, oy, ox, k] = start
-                for y in range(y0, y1):
-                    for xx in range(x0, x1):
-                        for k in range(c):
-                            v, o = x[b, y, xx, k], out[b, oy, ox, k]
-                            if average:
-                                out[b, oy, ox, k] = o + v
-                            else:  # a select, so the loop vectorises; NaN wins as in numpy
-                                out[b, oy, ox, k] = v if (v > o) | (v != v) else o
-                if average:
-                    count = np.float32((y1 - y0) * (x1 - x0))
-                    for k in range(c):
-                        out[b, oy, ox, k] /= count
-
-
 def _pool2d(x: np.ndarray, pool_size: Pair, strides: Pair | None, padding: str,
             average: bool) -> np.ndarray:
     x = _as_input(x)
@@ -347,7 +221,7 @@ def _pool2d(x: np.ndarray, pool_size: Pair, strides: Pair | None, padding: str,
     steps = size if strides is None else _pair(strides, "strides")
     ho, wo, (top, _, left, _) = _geometry(x.shape, size, steps, padding)
     out = np.empty((len(x), ho, wo, x.shape[3]), dtype=np.float32)
-    _pool(x, size[0], size[1], steps[0], steps[1], top, left, average, out)
+    convloops.pool(x, size[0], size[1], steps[0], steps[1], top, left, average, out)
     return out
 
 
