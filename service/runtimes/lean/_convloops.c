@@ -2,12 +2,12 @@
  * install time: the Winograd F(2x2, 3x3) input and output transforms, the bias + ReLU
  * (+ max pool) pass after im2col, and the stand-alone pools.
  *
- * Called through ctypes (the GIL is released for the call); the module init only makes
- * the file importable so that Python's import system finds it. Every array is float32,
+ * Built by setuptools as an extension module but not a Python module: plain C, no
+ * Python headers (a C compiler is all an install needs), loaded with ctypes, which
+ * releases the GIL for the call. Every array is float32,
  * C-contiguous, and its shape is the one passed beside it: convloops.py checks both.
  * Maxima let NaN win, as numpy's do.
  */
-#include <Python.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -209,7 +209,3 @@ WIDEST void pool(const float *restrict x, int64_t n, int64_t h, int64_t w, int64
             }
         }
 }
-
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_convloops", NULL, -1, NULL};
-
-PyMODINIT_FUNC PyInit__convloops(void) { return PyModule_Create(&module); }
