@@ -37,9 +37,13 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --quiet --upgrade pip
 COPY pyproject.toml README.md ./
 COPY service ./service
-# The packages' own test suites (numpy's and scipy's alone are ~80 MB) are never run here.
+# What serving never uses leaves the venv: the packages' own test suites (numpy's and
+# scipy's alone are ~80 MB) and pip itself (an image takes its extras at build time,
+# EXTRAS above). The native libraries are not stripped: the wheels' patched ones
+# (numpy.libs/...) no longer load once stripped.
 RUN /opt/venv/bin/python -m pip install --quiet ".${EXTRAS:+[$EXTRAS]}" \
-    && find /opt/venv -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
+    && find /opt/venv -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} + \
+    && /opt/venv/bin/python -m pip uninstall --quiet --yes pip setuptools
 
 # --- runtime -----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -184,7 +184,7 @@ def test_kubernetes_wiring_and_security():
         csc = container["securityContext"]
         assert csc["readOnlyRootFilesystem"] is True and csc["allowPrivilegeEscalation"] is False
         assert csc["capabilities"]["drop"] == ["ALL"]
-        # The read-only root needs a writable /tmp (numba cache, autograph, uploads).
+        # The read-only root needs a writable /tmp (autograph, uploads, metrics files).
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]], kind
