@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                 ready = procs.wait_ready(proc, f"http://127.0.0.1:{ctx.port}/v2/health/ready",
                                    args.start_timeout)
                 results["servers"][server.name]["all_ready_s"] = round(ready, 2)
-                print(f"[start] ours: every version loaded after {ready:.1f} s", flush=True)
+                print(f"[start] {server.name}: every version loaded after {ready:.1f} s",
+                      flush=True)
         for target in targets:
             check(target, contexts[target.server], bodies)
 

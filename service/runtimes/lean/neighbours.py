@@ -43,14 +43,15 @@ class Neighbours:
             dist = (diff ** self.p).sum(axis=2) ** (1.0 / self.p)
         k = self.k
         part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-        # Points tied with the k-th distance all qualify; take the lowest fitted indices,
-        # the order a stable sort gives.
-        kth = np.take_along_axis(dist, part, axis=1).max(axis=1, keepdims=True)
-        index = np.empty((len(x), k), dtype=np.int64)
-        for r in range(len(x)):
-            near = np.flatnonzero(dist[r] <= kth[r])
-            order = np.lexsort((near, dist[r, near]))[:k]
-            index[r] = near[order]
+        near = np.take_along_axis(dist, part, axis=1)
+        order = np.lexsort((part, near))  # by distance, then fitted order; row by row
+        index = np.take_along_axis(part, order, axis=1)
+        # Where more points than k share the k-th distance, argpartition picked some of
+        # them at random: take the lowest fitted indices, the order a stable sort gives.
+        kth = near.max(axis=1, keepdims=True)
+        for r in np.flatnonzero((dist <= kth).sum(axis=1) > k):
+            tied = np.flatnonzero(dist[r] <= kth[r])
+            index[r] = tied[np.lexsort((tied, dist[r, tied]))[:k]]
         return index, np.take_along_axis(dist, index, axis=1)
 
     def _vote(self, index: np.ndarray, dist: np.ndarray) -> np.ndarray:
