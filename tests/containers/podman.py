@@ -142,3 +142,12 @@ def copy_models(src: Path, dst: Path) -> Path:
     for path in [dst, *dst.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return dst
+
+
+def compose_memory_limit() -> int:
+    """docker-compose.yml's mem_limit for the service, in bytes (e.g. 768m)."""
+    from tests.deploy.files import compose
+
+    value = str(compose()["services"]["modelserve"]["mem_limit"]).lower()
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)

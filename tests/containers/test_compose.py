@@ -30,6 +30,7 @@ from tests.containers.podman import (
     PROMETHEUS_IMAGE,
     START_DEADLINE_S,
     Container,
+    compose_memory_limit,
     copy_models,
     eventually,
     free_port,
@@ -124,7 +125,7 @@ def test_the_service_runs_as_the_compose_file_says(stack):
     spec = compose()["services"]["modelserve"]
     info = stack.containers["modelserve"].inspect()
     assert info["HostConfig"]["ReadonlyRootfs"] is spec["read_only"] is True
-    assert info["HostConfig"]["Memory"] == 1536 * 2**20
+    assert info["HostConfig"]["Memory"] == compose_memory_limit()
     assert "/tmp" in info["HostConfig"]["Tmpfs"]
     assert info["Config"]["User"] == "10001:10001"
     r = httpx.get(stack.url + "/v1/models/wine-quality", timeout=30)

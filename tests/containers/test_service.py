@@ -21,7 +21,7 @@ from PIL import Image
 from service.loader import read_manifest
 from tests.conftest import sample_array, sample_row
 from tests.containers.conftest import FACTS
-from tests.containers.podman import START_DEADLINE_S, eventually, podman
+from tests.containers.podman import START_DEADLINE_S, compose_memory_limit, eventually, podman
 from tests.test_metrics import scrape, value
 from tests.test_shutdown import EXPECTED, InFlight
 
@@ -72,7 +72,7 @@ def test_runs_as_compose_says_read_only_non_root_with_limits(service):
     info = service.container.inspect()
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     assert info["Config"]["User"] == "10001:10001"
-    assert info["HostConfig"]["Memory"] == 1536 * 2**20
+    assert info["HostConfig"]["Memory"] == compose_memory_limit()
     assert "/tmp" in info["HostConfig"]["Tmpfs"]
     r = podman("exec", service.container.name, "id", "-u")
     assert r.stdout.strip() == "10001"
