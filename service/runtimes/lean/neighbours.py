@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-# Rows compared at once: bounds the (rows, fitted points, features) difference array.
+# Rows compared at once: bounds the (rows, candidates, features) difference array.
 CHUNK = 64
+# Euclidean: candidates kept from the expanded dot product beyond k, then measured exactly.
+CANDIDATES = 32
 
 
 class Neighbours:
@@ -20,6 +22,8 @@ class Neighbours:
         self.k = k
         self.weights = weights
         self.p = p
+        self._sq_norms = np.einsum("ij,ij->i", self.fit_x, self.fit_x)
+        self._all = np.arange(len(self.fit_x))[None, :]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
@@ -31,10 +35,30 @@ class Neighbours:
         return out
 
     def _nearest(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's k nearest fitted points and their distances, nearest first, ties by
-        fitted order. Distances are computed exactly (the difference, not the expanded
-        dot product) so that near ties order as scikit-learn's trees order them."""
-        diff = np.abs(x[:, None, :] - self.fit_x[None, :, :])
+        m = self.k + CANDIDATES
+        if self.p != 2 or m >= len(self.fit_x):
+            return self._among(x, self._all)
+        # Candidates from the expanded dot product (one BLAS call for the chunk), then the
+        # exact distances among them.
+        x_sq = np.einsum("ij,ij->i", x, x)
+        approx = self._sq_norms[None, :] - 2.0 * (x @ self.fit_x.T) + x_sq[:, None]
+        cand = np.argpartition(approx, m - 1, axis=1)[:, :m]
+        index, dist = self._among(x, cand)
+        # Sure only where the m-th approximate squared distance clears the k-th exact one
+        # by more than the expansion's rounding; other rows are measured in full.
+        edge = np.take_along_axis(approx, cand, axis=1).max(axis=1)
+        unsure = edge - dist[:, -1] ** 2 <= 1e-9 * (self._sq_norms.max() + x_sq)
+        for r in np.flatnonzero(unsure):
+            index[r], dist[r] = (v[0] for v in self._among(x[r : r + 1], self._all))
+        return index, dist
+
+    def _among(self, x: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's k nearest among its candidates (fitted indices, one row per input
+        row or one shared row) and their distances: nearest first, ties by fitted order.
+        Distances are computed exactly (the difference, not the expanded dot product)
+        so that near ties order as scikit-learn's trees order them."""
+        cand = np.broadcast_to(cand, (len(x), cand.shape[1]))
+        diff = np.abs(x[:, None, :] - self.fit_x[cand])
         if self.p == 2:
             dist = np.sqrt(np.einsum("rnf,rnf->rn", diff, diff))
         elif self.p == 1:
@@ -42,17 +66,17 @@ class Neighbours:
         else:
             dist = (diff ** self.p).sum(axis=2) ** (1.0 / self.p)
         k = self.k
-        part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-        near = np.take_along_axis(dist, part, axis=1)
-        order = np.lexsort((part, near))  # by distance, then fitted order; row by row
-        index = np.take_along_axis(part, order, axis=1)
+        pos = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        near = np.take_along_axis(dist, pos, axis=1)
+        fitted = np.take_along_axis(cand, pos, axis=1)
+        pos = np.take_along_axis(pos, np.lexsort((fitted, near)), axis=1)
         # Where more points than k share the k-th distance, argpartition picked some of
         # them at random: take the lowest fitted indices, the order a stable sort gives.
         kth = near.max(axis=1, keepdims=True)
         for r in np.flatnonzero((dist <= kth).sum(axis=1) > k):
             tied = np.flatnonzero(dist[r] <= kth[r])
-            index[r] = tied[np.lexsort((tied, dist[r, tied]))[:k]]
-        return index, np.take_along_axis(dist, index, axis=1)
+            pos[r] = tied[np.lexsort((cand[r, tied], dist[r, tied]))[:k]]
+        return np.take_along_axis(cand, pos, axis=1), np.take_along_axis(dist, pos, axis=1)
 
     def _vote(self, index: np.ndarray, dist: np.ndarray) -> np.ndarray:
         labels = self.fit_y[index]
