@@ -225,3 +225,24 @@ def test_a_version_whose_framework_is_not_installed_names_the_extra(monkeypatch)
     with pytest.raises(ModelLoadError, match=r"needs keras 3\.15\.1.*modelserve\[keras\]"):
         load_version(MODELS / "wine-quality" / "1", lean=False)
     assert load_version(MODELS / "wine-quality" / "1").engine.name == "numpy-dense"
+
+
+@pytest.mark.parametrize("key", sorted(LEAN), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_a_call_leaves_the_callers_batch_as_it_was(key):
+    # The batch goes on to the payload log, drift and the shadow after the call.
+    model = load_version(MODELS / key[0] / str(key[1]))
+    x = fresh_batch(model, 8)
+    before = x[model.manifest.inputs[0].name].copy()
+    model.runtime.raw(x)
+    np.testing.assert_array_equal(x[model.manifest.inputs[0].name], before)
+
+
+def test_in_place_activations_never_reach_the_callers_array():
+    from service.runtimes.lean.program import Program
+
+    program = Program("layers", [{"op": "float32"}, {"op": "relu"}, {"op": "sigmoid"}], {},
+                      "relu > sigmoid")
+    x = np.array([[-1.0, 2.0]], dtype=np.float32)
+    out = LeanRuntime(program, "x").raw(Batch.of({"x": x}))
+    np.testing.assert_array_equal(x, [[-1.0, 2.0]])
+    np.testing.assert_allclose(out, [[0.5, 1 / (1 + np.exp(-2.0))]], rtol=1e-6)

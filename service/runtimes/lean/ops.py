@@ -75,8 +75,10 @@ def _activation(op: dict[str, Any], arrays: Arrays) -> Step:
 
 
 def _float(dtype: type) -> Callable[[dict[str, Any], Arrays], Step]:
+    # Always a copy: the activations work in place, and the caller's batch goes on to the
+    # payload log, drift and shadow after the call.
     def build(op: dict[str, Any], arrays: Arrays) -> Step:
-        return lambda x: np.asarray(x, dtype=dtype)
+        return lambda x: np.array(x, dtype=dtype)
     return build
 
 
