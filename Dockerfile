@@ -16,7 +16,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 
 # Serving extras to add (README "Which install serves which models"): empty serves every
-# lean form and scikit-learn; "keras" adds TensorFlow for Keras models without one.
+# lean form; "sklearn", "keras" or "frameworks" add the frameworks for models without one.
 ARG EXTRAS=""
 
 ENV PIP_NO_CACHE_DIR=1 \

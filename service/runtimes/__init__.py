@@ -39,7 +39,7 @@ def framework_runtime(artifact: object, framework: Framework, inputs: list[Input
 
 
 # What to install for a framework the base install does not carry.
-EXTRAS = {Framework.KERAS: "keras", Framework.SKLEARN: "dataframe"}
+EXTRAS = {Framework.KERAS: "keras", Framework.SKLEARN: "sklearn"}
 
 
 def _load(folder: Path, manifest: Manifest) -> Runtime:

@@ -288,7 +288,7 @@ def _closure(extras: tuple[str, ...] = ()) -> set[str]:
 
 
 # The serving extras: a framework imported only for a version that needs it.
-SERVING_EXTRAS = ("keras", "dataframe")
+SERVING_EXTRAS = ("keras", "sklearn")
 
 
 def test_runtime_dependencies_cover_every_import_of_the_service():
@@ -310,7 +310,8 @@ def test_runtime_dependencies_cover_every_import_of_the_service():
 
 
 def test_the_frameworks_are_not_base_dependencies():
-    """The base install serves lean forms: TensorFlow, Keras, pandas and numba stay out
-    of it (docs/lean.md)."""
+    """The base install serves lean forms: TensorFlow, Keras, scikit-learn, pandas and
+    numba stay out of it (docs/lean.md)."""
     base = _closure()
-    assert not base & {"tensorflow", "tensorflow-cpu", "keras", "pandas", "numba"}, base
+    assert not base & {"tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "pandas",
+                       "numba"}, base
