@@ -87,8 +87,7 @@ def prepare(img: Image.Image, spec: InputSpec) -> Prepared:
     pre = image.preprocessing
     notes: list[str] = []
     if pre.mode == "ink":
-        # Imported at the first photo: scipy.ndimage costs a third of a second and ~25 MB
-        # that a server without image uploads never needs.
+        # Imported at the first photo: a server without image uploads never needs it.
         from service import ink
 
         found = ink.find(img)
@@ -119,7 +118,7 @@ def to_input(img: Image.Image, spec: InputSpec) -> np.ndarray:
 def _normal_strokes(levels: np.ndarray, width: float, stroke: list[float]) -> np.ndarray:
     """Strokes outside the training images' range of widths (relative to the digit's
     size: a fine-liner, a thin drawing-pad brush, a marker) brought to their median."""
-    from scipy import ndimage
+    from service import ndimage
 
     low, median, high = stroke
     size = max(levels.shape)

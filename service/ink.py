@@ -13,8 +13,9 @@ Light ink on dark paper (chalk, a white pen) is the same with the picture invert
 paper covers most of the picture, so its side of grey says which.
 
 The picture is searched at 128 px across; a digit smaller than 24 px there is looked at
-again, in its own region, at up to 384 px. scipy.ndimage does the image work (separable
-grey-level morphology and labelling in C): one to a few milliseconds per picture.
+again, in its own region, at up to 384 px. service.ndimage does the image work (scipy's
+results in numpy: separable grey-level morphology, labelling by runs): a few
+milliseconds per picture.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
+from service import ndimage
 from service.errors import InvalidInput
 
 DETAIL_SIZE = 384       # longer side at which the digit's strokes are measured
