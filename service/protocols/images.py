@@ -94,7 +94,7 @@ async def _predict_image(request: Request, name: str, version: str | None,
         raise InvalidInput(f"'{name}' takes {kind}, not images; use ':predict'.")
     spec = inputs[0]
     data, declared = await _image_bytes(request, svc.settings.max_image_bytes)
-    # Decoding and preprocessing take milliseconds of CPU (Pillow and scipy release the
+    # Decoding and preprocessing take milliseconds of CPU (Pillow and numpy release the
     # GIL for most of it): on a thread, so the event loop keeps serving meanwhile.
     img = await asyncio.to_thread(images.decode, data, max_pixels=svc.settings.max_image_pixels)
     _check_declared(declared, img.format)
