@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import psutil
@@ -112,6 +113,25 @@ def test_a_lean_form_of_another_artifact_is_refused(tmp_path):
     shutil.copy(MODELS / "wine-quality" / "1" / LEAN_FILE, folder / LEAN_FILE)
     with pytest.raises(LeanFormError, match="another artifact"):
         load_lean(folder / LEAN_FILE, read_manifest(folder))
+
+
+def test_store_rewrites_a_deflated_lean_form_with_the_same_arrays(tmp_path):
+    from training.publishing import lean as publish_lean
+
+    folder = _copy(("housing", 2), tmp_path)
+    path = folder / LEAN_FILE
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez_compressed(path, **arrays)  # as lean forms were first written
+    assert publish_lean.store(folder)
+    with zipfile.ZipFile(path) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+    with np.load(path) as npz:
+        assert npz.files == list(arrays)
+        for k, a in arrays.items():
+            assert npz[k].dtype == a.dtype and np.array_equal(npz[k], a, equal_nan=True)
+    assert not publish_lean.store(folder)  # nothing left to do
+    load_lean(path, read_manifest(folder))  # still the artifact's, still verified
 
 
 def _rewrite(path, change) -> None:

@@ -60,7 +60,9 @@ def write_program(path: Path, program: Program) -> None:
     spec = json.dumps(program.spec(), sort_keys=True).encode()
     arrays[_SPEC] = np.frombuffer(spec, dtype=np.uint8)
     with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        # Stored, not deflated: inflating the eight committed forms cost 70 ms of start-up
+        # (16 ms stored) for 7 MB less on disk.
+        np.savez(f, **arrays)
 
 
 def read_program(path: Path) -> Program:
