@@ -14,12 +14,15 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.manifest import InputSpec
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FORMATS = {"PNG", "JPEG"}
 MAX_ASPECT = 50  # a 20000x1 strip holds no digit
@@ -31,6 +34,9 @@ DECODE_SIZE = 768
 
 def decode(data: bytes, *, max_pixels: int) -> Image.Image:
     """Open and fully decode a PNG or JPEG, refusing anything else before decoding."""
+    # Pillow is imported at the first upload: 8 ms of start-up a server may never need.
+    from PIL import Image, UnidentifiedImageError
+
     if not data:
         raise InvalidInput("The image is empty.")
     try:
@@ -101,6 +107,8 @@ def prepare(img: Image.Image, spec: InputSpec) -> Prepared:
         level = frame_ink(levels, h, w, box, pre.centre)[..., None].repeat(c, axis=-1)
         lo, hi = image.value_min, image.value_max  # ink level -> background .. ink values
     else:
+        from PIL import Image
+
         mode = "L" if c == 1 else ("RGBA" if c == 4 else "RGB")
         resized = img.convert(mode).resize((w, h), Image.Resampling.LANCZOS)
         level = np.asarray(resized, dtype=np.float32).reshape(h, w, c) / 255.0
@@ -139,6 +147,8 @@ def _disk(radius: int) -> np.ndarray:
 def frame_ink(a: np.ndarray, h: int, w: int, box: int, centre: str) -> np.ndarray:
     """Ink levels in [0, 1] -> an h x w frame with the ink cropped, scaled so its longer
     side is ``box`` pixels, and centred by mass or by bounding box."""
+    from PIL import Image
+
     mask = a > _INK_THRESHOLD
     if not mask.any():
         raise InvalidInput("No digit found: the image is blank or has no contrast.")

@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    # No WebSocket routes: ws "none" also spares importing websockets at start-up.
     return {"host": settings.host, "port": settings.port, "access_log": False,
             "log_level": settings.log_level.lower(), "loop": "uvloop", "http": "httptools",
+            "ws": "none",
             "timeout_graceful_shutdown": settings.shutdown_grace_s}
 
 

@@ -23,6 +23,7 @@ class Neighbours:
         self.weights = weights
         self.p = p
         self._sq_norms = np.einsum("ij,ij->i", self.fit_x, self.fit_x)
+        self._minus_2_fit_t = np.ascontiguousarray(-2.0 * self.fit_x.T)
         self._all = np.arange(len(self.fit_x))[None, :]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -40,13 +41,15 @@ class Neighbours:
             return self._among(x, self._all)
         # Candidates from the expanded dot product (one BLAS call for the chunk), then the
         # exact distances among them.
-        x_sq = np.einsum("ij,ij->i", x, x)
-        approx = self._sq_norms[None, :] - 2.0 * (x @ self.fit_x.T) + x_sq[:, None]
+        # Squared distances less each row's own |x|^2, which does not change its order.
+        approx = x @ self._minus_2_fit_t
+        approx += self._sq_norms
         cand = np.argpartition(approx, m - 1, axis=1)[:, :m]
         index, dist = self._among(x, cand)
         # Sure only where the m-th approximate squared distance clears the k-th exact one
         # by more than the expansion's rounding; other rows are measured in full.
-        edge = np.take_along_axis(approx, cand, axis=1).max(axis=1)
+        x_sq = np.einsum("ij,ij->i", x, x)
+        edge = np.take_along_axis(approx, cand, axis=1).max(axis=1) + x_sq
         unsure = edge - dist[:, -1] ** 2 <= 1e-9 * (self._sq_norms.max() + x_sq)
         for r in np.flatnonzero(unsure):
             index[r], dist[r] = (v[0] for v in self._among(x[r : r + 1], self._all))
