@@ -12,6 +12,7 @@ for what is measured and why.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shlex
@@ -39,6 +40,7 @@ import report
 import wrk
 from prometheus_client.parser import text_string_to_metric_families
 from servers import (
+    COLD_START_SERVERS,
     FRAMEWORK,
     GRPC_SPLIT_FROM,
     LOGGED,
@@ -93,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client-cpus", default="1",
                    help="taskset CPU list for wrk and grpc_load.py")
     p.add_argument("--no-pin", action="store_true", help="do not pin anything to CPUs")
+    p.add_argument("--cold-starts", type=int, default=3,
+                   help="starts of the HTTP floors and ours, for the median cold start")
     p.add_argument("--start-timeout", type=float, default=300.0,
                    help="seconds a server may take to answer its first prediction")
     p.add_argument("--setup-only", action="store_true",
@@ -110,7 +114,7 @@ def select(args: argparse.Namespace) -> tuple[list[Server], list[Target]]:
         sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
     servers = [s for s in SERVERS if not wanted or s.name in wanted or s.group in wanted]
     targets = [t for t in TARGETS if t.server in {s.name for s in servers}
-               and not (args.no_extras and t.section != "main")
+               and not (args.no_extras and t.section not in ("main", "startup"))
                and not (args.no_grpc and t.protocol == "grpc")]
     # A server left without targets (the gRPC floor under --no-grpc) is not started.
     servers = [s for s in servers if any(t.server == s.name for t in targets)]
@@ -199,7 +203,7 @@ def _first_prediction(proc: procs.ServerProcess, attempt: Callable[[], str],
         last = attempt()
         if not last:
             return time.monotonic() - proc.started
-        time.sleep(0.05)
+        time.sleep(procs.POLL_S)
     raise RuntimeError(f"{proc.name} gave no prediction in {timeout:.0f} s "
                        f"(last: {last}):\n{proc.log_tail()}")
 
@@ -241,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         for venv in venvs.values():
             print(f"{venv.name}: {venv.path} (installed in {venv.install_seconds:.0f} s)")
         return 0
+    # Bytecode as an installed package has it (pip compiles at install, the image too):
+    # with PYTHONDONTWRITEBYTECODE=1 set, a checkout would compile all of service/ at
+    # each start (~80 ms of every cold start here).
+    compileall.compile_dir(REPO / "service", quiet=1)
 
     batch = parse_batch(args.mlserver_batch)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -282,21 +290,41 @@ def main(argv: list[str] | None = None) -> int:
             ctx = LaunchContext(port=port, grpc_port=procs.free_port(exclude={port}),
                                 scratch=server_dir, repo=REPO, python=python,
                                 extra_args=ours_args, mlserver_batch=batch)
-            print(f"[start] {server.name} ...", end=" ", flush=True)
-            proc, cold, notes = start(server, ctx, first, bodies, args, scratch)
+            # The cold-start goal's operands start several times (the last one stays up):
+            # a start of ~0.1 s is too short to trust once.
+            starts = args.cold_starts if server.name in COLD_START_SERVERS else 1
+            colds, readies = [], []
+            for n in range(starts):
+                print(f"[start] {server.name} ...", end=" ", flush=True)
+                proc, cold, notes = start(server, ctx, first, bodies, args, scratch)
+                colds.append(cold)
+                print(f"first prediction after {cold:.2f} s", flush=True)
+                if server.name in ("ours", FRAMEWORK):
+                    # Ours loads every committed version; "ready" means all of them settled.
+                    try:
+                        readies.append(procs.wait_ready(
+                            proc, f"http://127.0.0.1:{ctx.port}/v2/health/ready",
+                            args.start_timeout))
+                    except BaseException:
+                        procs.stop(proc)
+                        raise
+                    print(f"[start] {server.name}: every version loaded after "
+                          f"{readies[-1]:.2f} s", flush=True)
+                if n < starts - 1:
+                    procs.stop(proc)
             running[server.name], contexts[server.name] = proc, ctx
             proc.remember_tree()
-            print(f"first prediction after {cold:.1f} s", flush=True)
-            results["servers"][server.name] = {"summary": server.summary,
-                                               "cold_start_s": round(cold, 2), "notes": notes,
-                                               "argv": proc.argv}
-            if server.name in ("ours", FRAMEWORK):
-                # Ours loads every committed version; "ready" means all of them settled.
-                ready = procs.wait_ready(proc, f"http://127.0.0.1:{ctx.port}/v2/health/ready",
-                                   args.start_timeout)
-                results["servers"][server.name]["all_ready_s"] = round(ready, 2)
-                print(f"[start] {server.name}: every version loaded after {ready:.1f} s",
-                      flush=True)
+            results["servers"][server.name] = {
+                "summary": server.summary, "cold_start_s": round(statistics.median(colds), 3),
+                "notes": notes, "argv": proc.argv}
+            if starts > 1:
+                results["servers"][server.name]["cold_starts_s"] = [round(c, 3) for c in colds]
+            if readies:
+                results["servers"][server.name]["all_ready_s"] = round(
+                    statistics.median(readies), 3)
+                if starts > 1:
+                    results["servers"][server.name]["all_ready_runs_s"] = [
+                        round(r, 3) for r in readies]
         for target in targets:
             check(target, contexts[target.server], bodies)
 

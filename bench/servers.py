@@ -67,7 +67,7 @@ class Target:
     path: str
     payload: str
     concurrency: tuple[int, ...]
-    section: str = "main"  # main | digits | batch
+    section: str = "main"  # main | digits | batch | startup (for its server's cold start)
     min_seconds: float = 0.0  # floor on the measurement window (see run.measure)
     protocol: str = "http"  # http (wrk, path is the URL path) | grpc (grpc_load.py)
 
@@ -141,6 +141,12 @@ def _model_floor(ctx: LaunchContext) -> Launch:
                            "httptools", "--lifespan", "off"), ctx.repo, env)
 
 
+def _stack_floor(ctx: LaunchContext) -> Launch:
+    # The product's venv: the same FastAPI, numpy, grpcio... as ours.
+    return Launch(_uvicorn(ctx, "stack_floor_app:app", "--loop", "uvloop", "--http",
+                           "httptools", "--lifespan", "off"), ctx.repo)
+
+
 def _grpc_floor(ctx: LaunchContext) -> Launch:
     return Launch([sys.executable, str(BASELINES_DIR / "grpc_floor.py"),
                    "--port", str(ctx.grpc_port)], BENCH_DIR)
@@ -204,6 +210,7 @@ def _mlserver_batch(ctx: LaunchContext) -> Launch:
 
 
 LOGGED = "ours-logged"
+STACK_FLOOR = "stack-floor"
 FRAMEWORK = "ours-framework"
 WINE_ONLY = "ours-wine"
 
@@ -213,6 +220,8 @@ SERVERS: list[Server] = [
            _grpc_floor, group="floor"),
     Server("model-floor", None, "bare ASGI + orjson + the committed wine v2 model, on uvicorn",
            _model_floor, group="floor"),
+    Server(STACK_FLOOR, None, "the HTTP floor after importing FastAPI, pydantic-settings, "
+           "numpy, grpcio and prometheus_client (our stack)", _stack_floor, group="floor"),
     Server("ours", None, "modelserve (service.server)", _ours),
     # Started with "ours" (--servers ours selects them): the payload log's cost, logged
     # against the same one-model repository without the log.
@@ -238,6 +247,9 @@ WINE_V2_TFS = "/v1/models/wine-quality/versions/2:predict"
 
 TARGETS: list[Target] = [
     Target("floor", "floor", "HTTP floor (constant JSON)", WINE_V1, "wine_tfs", C),
+    # Started for its cold start; one light measurement, as every server has.
+    Target(STACK_FLOOR, STACK_FLOOR, "stack floor (the HTTP floor, our libraries imported)",
+           WINE_V1, "wine_tfs", (1,), section="startup"),
     Target("grpc-floor", "grpc-floor", "gRPC floor (constant response)", "ModelInfer",
            "grpc_wine_v2", C, "grpc", protocol="grpc"),
     Target("model-floor", "model-floor",
@@ -321,6 +333,8 @@ COMPARISONS: list[tuple[str, str]] = [
 ]
 
 FLOOR = "floor"
+# Started --cold-starts times: the operands of the cold-start goal.
+COLD_START_SERVERS = frozenset({"floor", STACK_FLOOR, "ours"})
 MODEL_FLOOR = "model-floor"  # the floor for a server that calls the wine v2 model per request
 
 # (log off, every request logged to files): the payload log's cost on the same request.
