@@ -15,7 +15,7 @@ PORT   ?= 8000
 PIP_INSTALL := python -m pip install --quiet
 SERVE       := modelserve serve
 
-.PHONY: install serve test test-tools test-containers train lint format clean bench bench-tools bench-setup overload soak up down
+.PHONY: install serve test test-tools test-containers train lint format clean bench bench-tools bench-setup overload soak up down vendor
 
 install: $(STAMP)
 
@@ -34,16 +34,18 @@ serve: install
 test: install test-tools
 	$(BIN)/python -m pytest
 
-# Debian tools some tests use (tests/deploy/, tests/test_prometheus.py):
-# docker-compose (`config` only, no engine needed) and prometheus. Best effort and quick
-# once installed: if they cannot be installed, those tests skip and say why.
+# Debian tools some tests use (tests/deploy/, tests/test_prometheus.py, tests/browser/):
+# docker-compose (`config` only, no engine needed), prometheus and chromium (driven by
+# Playwright; no browser download). Best effort and quick once installed: if they cannot
+# be installed, those tests skip and say why.
 test-tools:
 	@command -v docker-compose >/dev/null && command -v prometheus >/dev/null \
+	    && command -v chromium >/dev/null \
 	  || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
 	       && apt-get update -qq >/dev/null 2>&1 \
 	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	          docker-compose prometheus >/dev/null 2>&1; } \
-	  || echo "test-tools: could not install docker-compose/prometheus; their tests will skip"
+	          docker-compose prometheus chromium >/dev/null 2>&1; } \
+	  || echo "test-tools: could not install docker-compose/prometheus/chromium; their tests will skip"
 
 # The image built and run for real with podman: the container as docker-compose.yml runs
 # it, the compose stack with Prometheus, deploy/k8s/ with `podman kube play`
@@ -51,6 +53,11 @@ test-tools:
 # skips, saying so, where podman cannot run a container. ~5 min, longer on a first build.
 test-containers: install
 	VENV=$(VENV) bash tests/containers/run.sh
+
+# Swagger UI and ReDoc for the offline /docs and /redoc, from npm (pinned, checked); the
+# outputs are committed, so only changing their versions needs this.
+vendor:
+	sh tools/vendor_assets.sh
 
 train: install
 	$(BIN)/modelserve train all

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, lifecycle, openapi, security
+from service import __version__, console, lifecycle, openapi, security
 from service.dataplane import DataPlane
 from service.errors import INTERNAL, ApiError, http_body
 from service.inference import Inference
@@ -89,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "and the KServe V2 (Open Inference) protocol, over HTTP here and over "
                     "gRPC on the gRPC port.",
         lifespan=lifespan,
+        # Served by service/console/docs.py from the package (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     repository = Repository(settings.repository, lean=settings.lean_runtimes,
                             warm_rows=(1, settings.batch_max_rows),
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(evidence.router)
     app.include_router(repository_api.router)  # admin key; 404 when none configured
     metrics.install(app)  # GET /metrics
+    console.install(app)  # /ui, /docs, /redoc
     _install_error_handlers(app)
     openapi.install(app, app.state.services.repository,
                     secured=any(security.configured(settings)))

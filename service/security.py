@@ -10,11 +10,12 @@ SHA-256 and one dict lookup.
   or gRPC metadata). Keys are looked
   up by their SHA-256 digest, so comparing never short-cuts on the key's characters,
   and the key itself is neither kept nor logged, nor ever put in a response.
-- Paths: health probes, ``/metrics`` and the docs pages (``/docs``, ``/redoc``,
-  ``/openapi.json``, which then lists no model names) are open. ``/v2/repository/...``
-  and ``/admin/...`` (model management) need an admin key, and answer 404 when no admin
-  key is configured. Everything else needs an API key (an admin key also works) when
-  API keys are configured, and is open otherwise.
+- Paths: health probes, ``/metrics``, the docs pages (``/docs``, ``/redoc``,
+  ``/openapi.json``, which then lists no model names) and the console's pages and files
+  (``/ui``, which hold no data; ``/ui/api/...`` except its config need a key) are open.
+  ``/v2/repository/...`` and ``/admin/...`` (model management) need an admin key, and
+  answer 404 when no admin key is configured. Everything else needs an API key (an
+  admin key also works) when API keys are configured, and is open otherwise.
 - 401 with ``WWW-Authenticate: Bearer`` for missing, malformed or unknown credentials;
   403 for a valid API key on a management endpoint; 429 with ``Retry-After`` when a
   key's token bucket is empty (``rate_limit_per_s``; per process). Over gRPC:
@@ -44,8 +45,11 @@ ROLE_KEY = "modelserve.role"  # set in the ASGI scope: "admin", "api" or "" (ope
 ADMIN, API = "admin", "api"
 
 # The probes and /metrics (the same set the access log and admission control treat as
-# probes), and the docs.
-OPEN_PATHS = PROBES | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# probes), the docs, and what the console asks before it has a key.
+OPEN_PATHS = PROBES | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+                       "/ui", "/ui/", "/ui/live", "/ui/api/config"}
+# The console's files and page shells: they hold no data (the pages fetch it with a key).
+OPEN_PREFIXES = ("/ui/assets/", "/ui/models/", "/ui/draw/")
 ADMIN_PREFIXES = ("/v2/repository/", "/admin/")
 
 ADMIN_OFF = ("Model management is off on this server: set MODELSERVE_ADMIN_KEYS or "
@@ -171,7 +175,7 @@ class AccessControl:
 
     def authorize_http(self, path: str, headers: list[tuple[bytes, bytes]]) -> str:
         """The role of an HTTP request ("" on an open path); raises the refusal."""
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return ""
         return self.authorize(path.startswith(ADMIN_PREFIXES), headers)
 
