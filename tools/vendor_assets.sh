@@ -7,11 +7,15 @@
 set -eu
 SWAGGER_UI=swagger-ui-dist@5.35.0
 REDOC=redoc@2.5.4
+# axe-core checks the console's accessibility in tests/browser/ (never served).
+AXE=axe-core@4.14.1
 out=${1:-service/console/static/vendor}
+tests_out=${2:-tests/browser/vendor}
 command -v npm >/dev/null || { echo "vendor: npm is needed (Debian: apt-get install npm)" >&2; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
-for spec in "$SWAGGER_UI" "$REDOC"; do
+mkdir -p "$tests_out"
+for spec in "$SWAGGER_UI" "$REDOC" "$AXE"; do
   want=$(npm view "$spec" dist.integrity)
   (cd "$work" && npm pack --silent "$spec" >/dev/null)
   tgz=$(ls "$work"/"${spec%@*}"-*.tgz)
@@ -30,4 +34,8 @@ fi
 printf '<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>' > "$out/redoc-logo-mini.svg"
 printf '%s\n%s\n' "$SWAGGER_UI" "$REDOC" > "$out/VERSIONS"
 (cd "$out" && sha256sum -- *.js *.css *.svg > SHA256SUMS)
-echo "vendor: $out"
+cp "$work/axe-core/axe.min.js" "$tests_out/"
+cp "$work/axe-core/LICENSE" "$tests_out/LICENSE.axe-core"
+echo "$AXE" > "$tests_out/VERSIONS"
+(cd "$tests_out" && sha256sum -- axe.min.js > SHA256SUMS)
+echo "vendor: $out $tests_out"

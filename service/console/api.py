@@ -57,6 +57,9 @@ def _version(s: VersionStatus) -> dict[str, Any]:
                 "created_at": m.created_at.isoformat(), "headline": headline(m),
                 "test_metrics": m.evaluation.test_metrics,
                 "serving": serving_facts(model)}
+        if model.reference is not None and m.task.value == "regression":
+            # Context for one answer: the deciles of its predictions on the training data.
+            out["prediction_deciles"] = model.reference.predictions.edges
     return out
 
 

@@ -56,8 +56,8 @@ function confirmThen(question, action) {
 async function admin(path, done) {
   try {
     await api(path, { method: "POST", body: "{}", headers: { "Content-Type": "application/json" } });
-    status(done);
     await load();
+    status(done);
   } catch (error) {
     const message = error instanceof ApiError && error.status === 403
       ? "That needs an admin key: forget this key and enter an admin key." : error.message;
@@ -94,7 +94,7 @@ function modelCard(model) {
       model.input_kind === "image"
         ? h("a", { class: "button secondary", href: `/ui/draw/${encodeURIComponent(model.name)}` },
           "Draw a digit") : null),
-    h("div", { class: "table-wrap" },
+    h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Table (scrolls sideways)" },
       h("table", {},
         h("caption", { class: "visually-hidden" }, `Versions of ${model.name}`),
         h("thead", {}, h("tr", {},
