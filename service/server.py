@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     from service.app import configure_logging
 
     configure_logging(settings)
+    # Where a person starts: the web console (a wildcard address is reached as localhost).
+    host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    log.info("console: http://%s:%d/ui (API docs: /docs)", host, settings.port)
 
     if settings.workers == 1:
         _serve(settings)
