@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from service.console.assets import ASSETS, STATIC
+from service.console.assets import STATIC, table
 
 VENDOR = STATIC / "vendor"
 
@@ -23,7 +23,7 @@ def test_the_vendored_docs_bundles_are_the_checked_ones_and_name_no_cdn():
 
 
 def test_assets_are_served_versioned_and_immutable(client):
-    asset = ASSETS["common.js"]
+    asset = table()["common.js"]
     r = client.get(f"/ui/assets/common.js?v={asset.version}")
     assert r.status_code == 200 and r.content == asset.path.read_bytes()
     assert r.headers["content-type"].startswith("text/javascript")

@@ -1,11 +1,13 @@
-"""The console's files and the vendored docs bundles, from ``static/``: a fixed table read
-at import (no path from a request ever reaches the file system) and versioned URLs."""
+"""The console's files and the vendored docs bundles, from ``static/``: a fixed table made
+at the first page (no path from a request ever reaches the file system; nothing is read
+at start-up) and versioned URLs."""
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -27,7 +29,8 @@ class Asset:
     version: str  # the first 12 hex digits of its SHA-256
 
 
-def _table() -> dict[str, Asset]:
+@cache
+def table() -> dict[str, Asset]:
     table = {}
     for path in sorted(STATIC.rglob("*")):
         media_type = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
@@ -37,12 +40,9 @@ def _table() -> dict[str, Asset]:
     return table
 
 
-ASSETS = _table()
-
-
 def url(name: str) -> str:
     """The versioned URL of a static file (``KeyError`` for a file that is not there)."""
-    return f"/ui/assets/{name}?v={ASSETS[name].version}"
+    return f"/ui/assets/{name}?v={table()[name].version}"
 
 
 router = APIRouter(include_in_schema=False)
@@ -50,7 +50,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/ui/assets/{name:path}")
 async def asset(request: Request, name: str) -> Response:
-    found = ASSETS.get(name)
+    found = table().get(name)
     if found is None:
         raise NotFound(f"No console file {name[:100]!r}.")
     cache = IMMUTABLE if request.query_params.get("v") == found.version else "no-cache"

@@ -4,13 +4,14 @@ the shells are open like the docs."""
 
 from __future__ import annotations
 
+from functools import cache
 from html import escape
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from service import __version__
-from service.console.assets import ASSETS, url
+from service.console.assets import table, url
 
 # Scripts and styles from this origin only; plots fetched with a key become blob: URLs.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -52,22 +53,25 @@ _SHELL = """<!doctype html>
 
 def _shell(page: str, title: str) -> str:
     own_css = f"{page}.css"  # a page's own styles, when it has some
-    page_css = (f'\n<link rel="stylesheet" href="{url(own_css)}">' if own_css in ASSETS
+    page_css = (f'\n<link rel="stylesheet" href="{url(own_css)}">' if own_css in table()
                 else "")
     return _SHELL.format(title=escape(title), page=page, icon=url("icon.svg"),
                          css=url("console.css"), page_css=page_css,
                          script=url(f"{page}.js"), version=escape(__version__))
 
 
-PAGES = {page: _shell(page, title) for page, title in
-         (("catalog", "Models"), ("model", "Model"), ("draw", "Draw a digit"),
-          ("live", "Live"))}
+TITLES = {"catalog": "Models", "model": "Model", "draw": "Draw a digit", "live": "Live"}
+
+
+@cache
+def shell(page: str) -> str:
+    return _shell(page, TITLES[page])
 
 router = APIRouter(include_in_schema=False)
 
 
 def _page(page: str) -> HTMLResponse:
-    return HTMLResponse(PAGES[page], headers=HEADERS)
+    return HTMLResponse(shell(page), headers=HEADERS)
 
 
 @router.get("/ui")
