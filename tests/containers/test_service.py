@@ -59,6 +59,21 @@ def test_health_and_model_status(client):
         assert "AVAILABLE" in states.values(), states
 
 
+def test_the_console_and_the_offline_docs_ship_in_the_image(client):
+    # Package data: the pages' scripts and the vendored Swagger UI / ReDoc bundles.
+    page = client.get("/ui")
+    assert page.status_code == 200 and "/ui/assets/catalog.js?v=" in page.text
+    for html_path in ("/ui", "/docs", "/redoc"):
+        html = client.get(html_path).text
+        assets = [part.split('"')[0] for part in html.split('"/ui/assets/')[1:]]
+        assert assets, html_path
+        for asset in assets:
+            r = client.get("/ui/assets/" + asset)
+            assert r.status_code == 200 and r.content, asset
+    card = client.get("/ui/api/models/digits/versions/2/card")
+    assert card.status_code == 200 and "confusion_matrix.png" in card.json()["plots"]
+
+
 def test_the_images_healthcheck_reports_healthy(service):
     config = service.container.inspect()["Config"]["Healthcheck"]
     assert "/v2/health/ready" in config["Test"][-1], config
