@@ -15,11 +15,13 @@ void sum_leaves(const double *x, int64_t rows, int64_t cols, const int32_t *link
                 const int64_t *roots, int64_t trees, double *out)
 {
     int64_t node[LANES];
-    for (int64_t r = 0; r < rows; r++) {
-        const double *row = x + r * cols;
-        double *acc = out + r * outputs;
-        for (int64_t first = 0; first < trees; first += LANES) {
-            int64_t lanes = trees - first < LANES ? trees - first : LANES;
+    /* Trees outermost: a block of LANES trees stays in cache while every row walks it
+     * (rows outermost would stream the whole forest from memory once per row). */
+    for (int64_t first = 0; first < trees; first += LANES) {
+        int64_t lanes = trees - first < LANES ? trees - first : LANES;
+        for (int64_t r = 0; r < rows; r++) {
+            const double *row = x + r * cols;
+            double *acc = out + r * outputs;
             for (int64_t j = 0; j < lanes; j++)
                 node[j] = roots[first + j];
             int moving = 1;
