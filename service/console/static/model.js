@@ -1,8 +1,8 @@
 // /ui/models/{name}[?version=N]: the model card with its plots, the input schema, metrics,
 // provenance, and a try-it form built from the manifest, with the request as curl and
 // tritonclient snippets.
-import { $, ApiError, api, bars, content, fmt, h, metricName, ready, setTitle, status,
-         withKey } from "./common.js";
+import { $, ApiError, api, bars, content, fmt, h, key, metricName, ready, setTitle,
+         status, withKey } from "./common.js";
 
 const name = decodeURIComponent(location.pathname.split("/").pop());
 const wanted = new URLSearchParams(location.search).get("version");
@@ -129,7 +129,7 @@ function field(f, value, index) {
 function snippets(meta, v2, version, instance) {
   const url = `${location.origin}/v1/models/${name}/versions/${version}:predict`;
   const body = JSON.stringify({ instances: [instance] });
-  const auth = sessionStorage.getItem("modelserve.key") ? ` \\\n  -H "Authorization: Bearer $MODELSERVE_KEY"` : "";
+  const auth = key() ? ` \\\n  -H "Authorization: Bearer $MODELSERVE_KEY"` : "";
   const curl = `curl -s ${url}${auth} \\\n  -H "Content-Type: application/json" \\\n  -d '${body.replaceAll("'", "'\\''")}'`;
   const input = v2.inputs[0];
   const features = meta.inputs[0].features.map((f) => f.name);
