@@ -76,8 +76,9 @@ class Target:
 
 
 def _ours_argv(ctx: LaunchContext, repository: Path) -> list[str]:
-    # The product's own entry point and venv (this interpreter runs bench/run.py).
-    return [sys.executable, "-m", "service.server", "--port", str(ctx.port),
+    # The product's own command, as the Makefile and the image run it, from its venv (the
+    # interpreter running bench/run.py).
+    return [str(Path(sys.executable).with_name("modelserve")), "serve", "--port", str(ctx.port),
             "--grpc-port", str(ctx.grpc_port), "--repository", str(repository),
             "--log-level", "warning", *ctx.extra_args]
 
@@ -222,7 +223,7 @@ SERVERS: list[Server] = [
            _model_floor, group="floor"),
     Server(STACK_FLOOR, None, "the HTTP floor after importing FastAPI, pydantic-settings, "
            "numpy, grpcio and prometheus_client (our stack)", _stack_floor, group="floor"),
-    Server("ours", None, "modelserve (service.server)", _ours),
+    Server("ours", None, "modelserve (modelserve serve)", _ours),
     # Started with "ours" (--servers ours selects them): the payload log's cost, logged
     # against the same one-model repository without the log.
     Server(WINE_ONLY, None, "modelserve, only wine", _ours_wine(None, "only wine"),
