@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, collector, console, lifecycle, openapi, security
+from service import __version__, console, lifecycle, openapi, security, startup
 from service.dataplane import DataPlane
 from service.errors import INTERNAL, ApiError, http_body
 from service.inference import Inference
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 svc.repository.load_all(settings.load_workers)
             finally:
-                collector.resume()  # paused by the server's entry point
+                startup.finished()  # begun by the server's entry point
             if settings.poll_interval_s > 0:
                 reloader.start()
 

@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> None:
 
         publish_main(argv[1:])
     else:
-        from service import collector
+        from service import startup
 
-        collector.pause()  # before the server's imports; see service/collector.py
+        startup.begin()  # before the server's imports
         from service.server import main as serve_main
 
         serve_main(argv[1:])

@@ -41,7 +41,7 @@ from typing import Any
 
 import uvicorn
 
-from service import collector, lifecycle, supervisor
+from service import lifecycle, startup, supervisor
 from service.settings import ENV_PREFIX, Settings
 from service.supervisor import STARTUP_FAILURE
 
@@ -172,13 +172,13 @@ def _serve(settings: Settings, sockets: list[socket] | None = None,
 def run_worker(sock: socket) -> None:
     """A worker process's life (``workers > 1``): settings from the environment, serving
     on the supervisor's socket until it has drained."""
-    collector.pause()  # resumed once the worker's models are loaded
+    startup.begin()  # finished once the worker's models are loaded
     # A second SIGTERM is usually the supervisor's copy of one the worker already got.
     _serve(Settings(), [sock], second_sigterm_forces=False)
 
 
 def main(argv: list[str] | None = None) -> None:
-    collector.pause()  # until the models are loaded (app.py), or the supervisor runs
+    startup.begin()  # finished once the models are loaded (app.py), or below
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = Settings(**overrides)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     from service.observability.metrics import prepare_multiprocess
 
     prepare_multiprocess(settings.workers)  # /metrics then sums every worker's metrics
-    collector.resume()  # the supervisor loads no models
+    startup.finished()  # the supervisor loads no models
     sock = supervisor.bind(settings.host, settings.port)
     sys.exit(supervisor.Supervisor(run_worker, sock, settings.workers).run())
 

@@ -1,27 +1,37 @@
-"""What a server process does to start quickly: the garbage collector paused from the
-entry point until the models are loaded (service/collector.py)."""
+"""What a server process does first to be ready sooner (service/startup.py): the garbage
+collector paused until the models are loaded, pydantic.v1 kept out."""
 
 from __future__ import annotations
 
 import gc
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 
-from service import collector
+from service import startup
+
+from .conftest import ROOT
 
 
 @pytest.fixture
 def collector_state():
     """The test process's collector as it was, whatever a test does to it."""
     enabled = gc.isenabled()
+    v1 = sys.modules.get("pydantic.v1", "absent")
     yield
-    collector._paused_at = None
+    startup._began_at = None
     gc.unfreeze()
     if enabled:
         gc.enable()
     else:
         gc.disable()
+    if v1 == "absent":
+        sys.modules.pop("pydantic.v1", None)
+    else:
+        sys.modules["pydantic.v1"] = v1
 
 
 def test_the_real_server_resumes_collection_once_its_models_are_loaded(server, client):
@@ -34,27 +44,63 @@ def test_the_real_server_resumes_collection_once_its_models_are_loaded(server, c
     assert frozen > 10_000  # classes, schemas, routes and models: what start-up built
 
 
-def test_resume_freezes_and_reenables_what_pause_turned_off(collector_state):
+def test_finished_freezes_and_reenables_what_begin_turned_off(collector_state):
     gc.enable()
     before = gc.get_freeze_count()
-    collector.pause()
+    startup.begin()
     assert not gc.isenabled()
-    collector.pause()  # a second entry point on the way (cli, then server.main)
-    collector.resume()
+    startup.begin()  # a second entry point on the way (cli, then server.main)
+    startup.finished()
     assert gc.isenabled()
     assert gc.get_freeze_count() > before
     frozen = gc.get_freeze_count()
-    collector.resume()  # once only
+    startup.finished()  # once only
     assert gc.get_freeze_count() == frozen
 
 
-def test_resume_leaves_a_collector_it_did_not_pause_as_it_was(collector_state):
+def test_finished_leaves_a_collector_it_did_not_pause_as_it_was(collector_state):
     before = gc.get_freeze_count()
     gc.disable()  # an embedding application's choice
-    collector.pause()
-    collector.resume()
+    startup.begin()
+    startup.finished()
     assert not gc.isenabled()
     gc.enable()
-    collector.resume()  # without pause (create_app in a test process): nothing
+    startup.finished()  # without begin (create_app in a test process): nothing
     assert gc.isenabled()
     assert gc.get_freeze_count() == before
+
+
+# Builds the app as the entry point does, serves a request on every GET route (FastAPI
+# builds an included router's routes at their first request) and reports.
+_SERVE_WITHOUT_V1 = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from service import startup
+startup.begin()
+from fastapi.testclient import TestClient
+from service.app import create_asgi
+from service.settings import Settings
+app = create_asgi(Settings(repository=sys.argv[1], grpc_port=0, log_level="warning"))
+with TestClient(app) as client:
+    deadline = time.monotonic() + 120
+    while client.get("/v2/health/ready").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    paths = [p for p, ops in client.get("/openapi.json").json()["paths"].items()
+             if "get" in ops and "{" not in p] + ["/ui", "/docs", "/healthz", "/nowhere"]
+    statuses = {p: client.get(p).status_code for p in paths}
+    metadata = client.get("/v2/models/wine-quality").status_code
+print(json.dumps({"statuses": statuses, "metadata": metadata,
+                  "v1": repr(sys.modules.get("pydantic.v1", "absent"))}))
+"""
+
+
+def test_the_app_is_built_and_serves_without_pydantic_v1():
+    out = subprocess.run([sys.executable, "-c", _SERVE_WITHOUT_V1, str(ROOT / "models")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["v1"] == "None"  # still kept out: never imported on the way
+    assert got["metadata"] == 200
+    codes = got["statuses"]
+    assert codes.pop("/nowhere") == 404
+    assert codes and all(code < 400 for code in codes.values()), codes
