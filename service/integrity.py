@@ -8,15 +8,11 @@ from pathlib import Path
 from service.errors import ModelLoadError
 from service.manifest import ArtifactFile
 
-_CHUNK = 1 << 20
-
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        # One reused buffer rather than a new bytes object per chunk.
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def describe_file(folder: Path, relative: str) -> ArtifactFile:

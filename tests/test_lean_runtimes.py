@@ -144,6 +144,18 @@ def _backwards_link(program) -> None:
     program.arrays["trees.link"][0, 1] = 0  # the root's left child is itself: no end
 
 
+def _link_past_the_end(program) -> None:
+    link = program.arrays["trees.link"]
+    inner = np.flatnonzero(link[:, 0] >= 0)[-1]  # the last inner node: its right child
+    link[inner, 2] = len(link)
+
+
+def _right_child_backwards(program) -> None:
+    link = program.arrays["trees.link"]
+    inner = np.flatnonzero(link[:, 0] >= 0)[5]
+    link[inner, 2] = inner - 1
+
+
 def _pickled(program) -> None:
     program.arrays["trees.roots"] = np.array([object()], dtype=object)
 
@@ -154,8 +166,11 @@ def _pickled(program) -> None:
      "unknown operation 'exec'"),
     (lambda p: _rewrite(p, lambda g: g.ops[-1].update(link="nothing")), "names no array"),
     (lambda p: _rewrite(p, _backwards_link), "points backwards"),
+    (lambda p: _rewrite(p, _link_past_the_end), "outside the nodes"),
+    (lambda p: _rewrite(p, _right_child_backwards), "points backwards"),
     (lambda p: _rewrite(p, _pickled), "not a readable numpy archive"),
-], ids=["garbage", "unknown-op", "missing-array", "endless-walk", "pickled-object"])
+], ids=["garbage", "unknown-op", "missing-array", "endless-walk", "link-past-the-end",
+        "right-child-backwards", "pickled-object"])
 def test_files_that_are_not_lean_forms_are_refused(tmp_path, damage, message):
     folder = _copy(("wine-quality", 2), tmp_path)
     damage(folder / LEAN_FILE)

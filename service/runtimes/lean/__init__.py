@@ -54,6 +54,9 @@ class Engine:
     name: str
     detail: str
     max_abs_diff: float | None = None  # relative to max(|output|, 1)
+    # Rows of the check batch a lean runtime ran before serving: the sizes up to it have
+    # allocated their buffers already.
+    checked_rows: int = 0
 
 
 class LeanRuntime(Runtime):
@@ -119,7 +122,7 @@ def compile_lean(reference: Runtime, manifest: Manifest) -> tuple[Runtime, Engin
         log.warning("%s v%d: lean pass disagrees with %s (max diff %g); keeping %s",
                     manifest.name, manifest.version, framework, diff, framework)
         return reference, Engine(framework, f"framework call (lean pass disagreed by {diff:g})")
-    return lean, Engine(ENGINE_NAMES[program.kind], program.description, diff)
+    return lean, Engine(ENGINE_NAMES[program.kind], program.description, diff, len(got))
 
 
 def export_lean(reference: Runtime, manifest: Manifest) -> Program:
@@ -176,7 +179,7 @@ def load_lean(path: Path, manifest: Manifest) -> tuple[LeanRuntime, Engine]:
     detail = (f"{program.description} ({LEAN_FILE}: verified against "
               f"{program.source.get('framework')} {program.source.get('framework_version')}'s "
               f"outputs for {len(x)} inputs)")
-    return runtime, Engine(ENGINE_NAMES[program.kind], detail, diff)
+    return runtime, Engine(ENGINE_NAMES[program.kind], detail, diff, len(x))
 
 
 def _check_input(manifest: Manifest) -> None:

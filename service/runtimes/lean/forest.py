@@ -56,15 +56,15 @@ class PackedTrees:
         """Every link stays inside the arrays and every walk ends at a leaf: a file that
         says otherwise would send the compiled loop out of bounds."""
         n = len(self.link)
-        feature, left, right = self.link[:, 0], self.link[:, 1], self.link[:, 2]
-        inner = feature >= 0
         if (self.link.shape[1] != 3 or len(self.threshold) != n or len(self.value) != n
                 or len(self.roots) == 0 or self.roots.min() < 0 or self.roots.max() >= n):
             raise LeanFormError("trees: the node arrays disagree")
-        idx = np.arange(n)
-        # Children come after their parent, so a walk always moves forward and ends.
-        if (np.any(left[inner] <= idx[inner]) or np.any(right[inner] <= idx[inner])
-                or np.any(left[inner] >= n) or np.any(right[inner] >= n)):
+        inner = self.link[:, 0] >= 0
+        # Children come after their parent, so a walk always moves forward and ends. (Both
+        # children at once, on whole arrays: no masked copies, a third of the time.)
+        first = np.minimum(self.link[:, 1], self.link[:, 2]).astype(np.int64)
+        last = np.maximum(self.link[:, 1], self.link[:, 2])
+        if np.any(inner & ((first <= np.arange(n)) | (last >= n))):
             raise LeanFormError("trees: a link points backwards or outside the nodes")
 
     def leaf_sum(self, x: np.ndarray) -> np.ndarray:
