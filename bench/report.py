@@ -257,8 +257,10 @@ def markdown(results: dict[str, Any], targets: list[Target],
         out += ["## Servers", ""]
         out += _table(["Server", "What", "cold start s", "RSS MiB", "PSS MiB", "processes",
                        "settings"], rows)
+        starts = cfg.get("cold_starts", 3)  # runs from before it was recorded: 3
         out += ["", "cold start: process spawn to first successful prediction (on an idle "
-                "core, polled every 10 ms; the median of 3 starts for the floors and ours). "
+                f"core, polled every 10 ms; the median of {starts} starts for the floors and "
+                "ours). "
                 "RSS: sum of VmRSS over the whole process tree after the run (counts "
                 "memory shared by forked workers once per process); PSS splits shared pages "
                 "fairly.", ""]

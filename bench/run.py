@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                    "concurrency": list(CONCURRENCY),
                    "server_cpus": "any" if args.no_pin else args.server_cpus,
                    "client_cpus": "any" if args.no_pin else args.client_cpus,
-                   "ours_args": list(ours_args)},
+                   "ours_args": list(ours_args), "cold_starts": args.cold_starts},
         "machine": machine.facts(REPO),
         "venvs": {"ours (.venv)": {"versions": _ours_versions()}}
         | {v.name: {"versions": v.versions, "install_seconds": v.install_seconds}
