@@ -157,7 +157,9 @@ def _serve(settings: Settings, sockets: list[socket] | None = None,
     server = None
     try:
         # The app first: it routes uvicorn's loggers to ours before Config() sets them up.
-        config = uvicorn.Config(create_asgi(settings), **_uvicorn_options(settings))
+        app = create_asgi(settings)
+        startup.app_built()
+        config = uvicorn.Config(app, **_uvicorn_options(settings))
         server = DrainingServer(config, settings.shutdown_delay_s, second_sigterm_forces)
         server.run(sockets=sockets)
     except (Exception, SystemExit) as exc:

@@ -4,12 +4,13 @@ connections, and every request is answered; a worker that cannot start stops the
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import MODELS, running
+from tests.conftest import MODELS, eventually, running
 
 
 def _workers(pid: int) -> list[int]:
@@ -30,6 +31,24 @@ def test_two_workers_serve_the_same_port(tmp_path):
                                 headers={"Connection": "close"})
                 assert r.status_code == 200, r.text
                 assert r.headers["model-version"] == "2"
+        # Each process paused its garbage collector at its entry point and resumed it: the
+        # workers once their models were loaded (having frozen what start-up built), the
+        # supervisor before starting them (service/startup.py).
+        workers = set(_workers(srv.proc.pid))
+        resumed = eventually(lambda: _resumed(srv.log_text(), {srv.proc.pid, *workers}),
+                             what=srv.output)
+        assert all("frozen" in resumed[pid] for pid in workers), resumed
+        assert "frozen" not in resumed[srv.proc.pid], resumed
+
+
+def _resumed(log: str, pids: set[int]) -> dict[int, str] | None:
+    """pid -> its "garbage collection resumed" line, once every pid in ``pids`` has one."""
+    lines = {}
+    for line in log.splitlines():
+        if "garbage collection resumed" in line:
+            record = json.loads(line)
+            lines[record["pid"]] = record["message"]
+    return lines if pids <= set(lines) else None
 
 
 def test_a_worker_that_cannot_start_stops_the_supervisor_with_status_3(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from service import startup
 from service.errors import ModelLoadError
 from service.manifest import Framework, InputSpec, Manifest, RawOutput
 from service.runtimes.base import Runtime
@@ -45,6 +46,7 @@ EXTRAS = {Framework.KERAS: "keras", Framework.SKLEARN: "sklearn"}
 def _load(folder: Path, manifest: Manifest) -> Runtime:
     # Imported lazily: a process whose versions all run lean never imports a framework.
     path = folder / manifest.primary_artifact.path
+    startup.allow_pydantic_v1()  # the model's own code may import it
     try:
         if manifest.framework is Framework.KERAS:
             from service.runtimes.keras_runtime import KerasRuntime

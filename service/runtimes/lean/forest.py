@@ -62,7 +62,7 @@ class PackedTrees:
         inner = self.link[:, 0] >= 0
         # Children come after their parent, so a walk always moves forward and ends. (Both
         # children at once, on whole arrays: no masked copies, a third of the time.)
-        first = np.minimum(self.link[:, 1], self.link[:, 2]).astype(np.int64)
+        first = np.minimum(self.link[:, 1], self.link[:, 2])
         last = np.maximum(self.link[:, 1], self.link[:, 2])
         if np.any(inner & ((first <= np.arange(n)) | (last >= n))):
             raise LeanFormError("trees: a link points backwards or outside the nodes")
